@@ -1,0 +1,214 @@
+//! How a client's password field carries the code: alone, after the password, or in
+//! OpenVPN's static-challenge form `SCRV1:<base64 password>:<base64 code>`.
+
+use crate::secret::Sensitive;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+/// The form the credentials arrived in, for logs and the audit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputFormat {
+    Otp,
+    Concat,
+    Scrv1,
+}
+
+impl InputFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputFormat::Otp => "otp",
+            InputFormat::Concat => "concat",
+            InputFormat::Scrv1 => "scrv1",
+        }
+    }
+}
+
+/// The password (when the user has one) and the code, taken apart.
+#[derive(Debug)]
+pub struct Presented {
+    pub format: InputFormat,
+    pub password: Option<Sensitive>,
+    pub code: Sensitive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("malformed static-challenge (SCRV1) response")]
+    BadScrv1,
+    #[error("no code was given")]
+    NoCode,
+    #[error("the user has a password but none was given")]
+    NoPassword,
+}
+
+/// Recovery codes look like `abcde-fgh23`: recognisable at the end of `password+code`.
+pub const RECOVERY_CODE_LEN: usize = 11;
+
+fn looks_like_recovery_code(s: &str) -> bool {
+    s.len() == RECOVERY_CODE_LEN
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 5 {
+                b == b'-'
+            } else {
+                b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b)
+            }
+        })
+}
+
+/// Takes the password field apart. `has_password` and `digits` come from the user's record:
+/// with a fixed code length, a password that itself ends in digits still splits correctly.
+pub fn split(field: &str, has_password: bool, digits: u32) -> Result<Presented, InputError> {
+    if let Some(rest) = field.strip_prefix("SCRV1:") {
+        return split_scrv1(rest, has_password);
+    }
+    if !has_password {
+        let code = field.trim();
+        if code.is_empty() {
+            return Err(InputError::NoCode);
+        }
+        return Ok(Presented {
+            format: InputFormat::Otp,
+            password: None,
+            code: code.into(),
+        });
+    }
+
+    let digits = digits as usize;
+    let tail_len = if field.len() > RECOVERY_CODE_LEN
+        && field.is_char_boundary(field.len() - RECOVERY_CODE_LEN)
+        && looks_like_recovery_code(&field[field.len() - RECOVERY_CODE_LEN..])
+    {
+        RECOVERY_CODE_LEN
+    } else {
+        digits
+    };
+    if field.len() <= tail_len || !field.is_char_boundary(field.len() - tail_len) {
+        return Err(if field.len() <= digits {
+            InputError::NoPassword
+        } else {
+            InputError::NoCode
+        });
+    }
+    let (password, code) = field.split_at(field.len() - tail_len);
+    if tail_len == digits && !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(InputError::NoCode);
+    }
+    Ok(Presented {
+        format: InputFormat::Concat,
+        password: Some(password.into()),
+        code: code.into(),
+    })
+}
+
+fn split_scrv1(rest: &str, has_password: bool) -> Result<Presented, InputError> {
+    let (password_b64, code_b64) = rest.split_once(':').ok_or(InputError::BadScrv1)?;
+    let decode = |part: &str| -> Result<Sensitive, InputError> {
+        let bytes = STANDARD.decode(part).map_err(|_| InputError::BadScrv1)?;
+        String::from_utf8(bytes)
+            .map(Sensitive::from)
+            .map_err(|_| InputError::BadScrv1)
+    };
+    let password = decode(password_b64)?;
+    let code = decode(code_b64)?;
+    let code = Sensitive::new(code.expose().trim());
+    if code.is_empty() {
+        return Err(InputError::NoCode);
+    }
+    let password = if has_password {
+        if password.is_empty() {
+            return Err(InputError::NoPassword);
+        }
+        Some(password)
+    } else {
+        // A user without a password may still have a client that asks for one.
+        None
+    };
+    Ok(Presented {
+        format: InputFormat::Scrv1,
+        password,
+        code,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        STANDARD.encode(s)
+    }
+
+    #[test]
+    fn a_code_alone_is_taken_as_the_code() {
+        let p = split(" 123456\n", false, 6).unwrap();
+        assert_eq!(p.format, InputFormat::Otp);
+        assert_eq!(p.code.expose(), "123456");
+        assert!(p.password.is_none());
+        assert_eq!(split("  ", false, 6).unwrap_err(), InputError::NoCode);
+    }
+
+    #[test]
+    fn password_and_code_split_on_the_fixed_code_length() {
+        let p = split("hunter2024654321", true, 6).unwrap();
+        assert_eq!(p.format, InputFormat::Concat);
+        assert_eq!(p.password.unwrap().expose(), "hunter2024");
+        assert_eq!(p.code.expose(), "654321");
+        let p = split("pw12345678", true, 8).unwrap();
+        assert_eq!(
+            (p.password.unwrap().expose(), p.code.expose()),
+            ("pw", "12345678")
+        );
+        assert_eq!(
+            split("123456", true, 6).unwrap_err(),
+            InputError::NoPassword
+        );
+        assert_eq!(
+            split("passwordabcdef", true, 6).unwrap_err(),
+            InputError::NoCode
+        );
+    }
+
+    #[test]
+    fn a_recovery_code_after_the_password_is_recognised() {
+        let p = split("s3cret99abcde-fgh23", true, 6).unwrap();
+        assert_eq!(p.password.unwrap().expose(), "s3cret99");
+        assert_eq!(p.code.expose(), "abcde-fgh23");
+    }
+
+    #[test]
+    fn static_challenge_responses_are_decoded() {
+        let field = format!("SCRV1:{}:{}", b64("pässword"), b64(" 012345 "));
+        let p = split(&field, true, 6).unwrap();
+        assert_eq!(p.format, InputFormat::Scrv1);
+        assert_eq!(p.password.unwrap().expose(), "pässword");
+        assert_eq!(p.code.expose(), "012345");
+        let no_pw = format!("SCRV1::{}", b64("012345"));
+        assert_eq!(split(&no_pw, false, 6).unwrap().code.expose(), "012345");
+        assert_eq!(split(&no_pw, true, 6).unwrap_err(), InputError::NoPassword);
+    }
+
+    #[test]
+    fn malformed_static_challenge_responses_are_refused() {
+        let good = b64("123456");
+        for bad in [
+            "SCRV1:".to_string(),
+            "SCRV1:abc".to_string(),
+            format!("SCRV1:!!!:{good}"),
+            "SCRV1::MTIzND".to_string(),     // unpadded
+            "SCRV1::MTIz\nNDU2".to_string(), // line-wrapped
+            format!("SCRV1::{}", STANDARD.encode([0xff, 0xfe])), // not UTF-8
+            format!("SCRV1::{}", b64("   ")),
+        ] {
+            assert!(split(&bad, false, 6).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn multibyte_input_never_panics() {
+        for field in ["ä", "äääää", "pwäääääää", "€€€€€€€€€€€€", "x€-€€€€€€€€€"]
+        {
+            let _ = split(field, true, 6);
+            let _ = split(field, false, 6);
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The decision core, driven with an injected clock against a temporary store.
+
+use super::*;
+use crate::config::PasswordConfig;
+use crate::otp::{totp_at_step, OtpKey, TotpParams};
+use crate::store::users::{ClientMethod, NewUser};
+use crate::store::{temp_store, Store};
+
+const T0: u64 = 1_800_000_000; // the start of a 30 s step
+
+struct Bed {
+    _dir: tempfile::TempDir,
+    store: Store,
+    config: Config,
+    key: OtpKey,
+}
+
+fn bed_with_password(password: Option<&str>) -> Bed {
+    let (dir, mut store) = temp_store();
+    let mut config = Config::default();
+    config.password = PasswordConfig {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let key = OtpKey::generate();
+    let name = Username::parse("alice").unwrap();
+    let hash = password.map(|p| password::hash(&p.into(), &config.password).unwrap());
+    let new = NewUser {
+        name: &name,
+        key: &key,
+        params: TotpParams::default(),
+        password_hash: hash.as_deref(),
+        client_method: ClientMethod::Otp,
+    };
+    let tx = store.write().unwrap();
+    users::insert(&tx, &new, T0).unwrap();
+    tx.commit().unwrap();
+    Bed {
+        _dir: dir,
+        store,
+        config,
+        key,
+    }
+}
+
+fn bed() -> Bed {
+    bed_with_password(None)
+}
+
+impl Bed {
+    fn code_at(&self, now: u64) -> String {
+        totp_at_step(self.key.as_bytes(), now / 30, &TotpParams::default())
+    }
+
+    fn login(&mut self, user: &str, password: &str, now: u64) -> Decision {
+        self.login_state(user, password, now, SessionState::Initial, Some("sess-1"))
+    }
+
+    fn login_state(
+        &mut self,
+        user: &str,
+        password: &str,
+        now: u64,
+        state: SessionState,
+        session_id: Option<&str>,
+    ) -> Decision {
+        let password = Sensitive::new(password);
+        let req = AuthRequest {
+            username: user,
+            password: &password,
+            session_state: state,
+            session_id,
+            source: Some("192.0.2.10"),
+        };
+        authenticate(&mut self.store, &self.config, now, &req)
+    }
+
+    fn audit(&self) -> Vec<AuditEntry> {
+        audit::recent(self.store.conn(), None, 1000).unwrap()
+    }
+
+    fn user(&self) -> User {
+        users::require(self.store.conn(), &Username::parse("alice").unwrap()).unwrap()
+    }
+}
+
+fn refused(d: &Decision) -> Refusal {
+    match d.outcome {
+        Outcome::Refused(r) => r,
+        ref other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_current_code_is_accepted_and_audited() {
+    let mut bed = bed();
+    let code = bed.code_at(T0 + 5);
+    let d = bed.login("alice", &code, T0 + 5);
+    assert!(d.accepted(), "{d}");
+    assert_eq!(bed.user().last_step, Some(T0 / 30));
+    let audit = bed.audit();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].decision, "accepted");
+    assert_eq!(audit[0].user.as_deref(), Some("alice"));
+    assert_eq!(audit[0].method.as_deref(), Some("otp"));
+    assert_eq!(audit[0].source.as_deref(), Some("\"192.0.2.10\""));
+}
+
+#[test]
+fn a_code_is_accepted_once_per_step() {
+    let mut bed = bed();
+    let code = bed.code_at(T0);
+    assert!(bed.login("alice", &code, T0).accepted());
+    let again = bed.login("alice", &code, T0 + 1);
+    assert_eq!(refused(&again), Refusal::Replay);
+    assert_eq!(
+        again.client_message(),
+        "code already used, wait for the next one"
+    );
+    // The next step's code works.
+    let next = bed.code_at(T0 + 30);
+    assert!(bed.login("alice", &next, T0 + 30).accepted());
+    // And the previous step's code, although inside the window, is now a replay.
+    assert_eq!(
+        refused(&bed.login("alice", &code, T0 + 31)),
+        Refusal::Replay
+    );
+}
+
+#[test]
+fn the_window_is_one_step_each_way_and_exact_at_the_edges() {
+    let mut bed = bed();
+    let code = bed.code_at(T0); // step s
+                                // Last second of step s+1: still inside the window.
+    assert!(bed.login("alice", &code, T0 + 59).accepted());
+
+    let mut bed = bed_with_password(None);
+    let code = bed.code_at(T0);
+    // First second of step s+2: two steps old, refused.
+    assert_eq!(
+        refused(&bed.login("alice", &code, T0 + 60)),
+        Refusal::WrongCode
+    );
+    // Next step's code, one second before its step starts: accepted (clock drift).
+    let ahead = bed.code_at(T0 + 90);
+    assert!(bed.login("alice", &ahead, T0 + 60).accepted());
+}
+
+#[test]
+fn a_failed_attempt_does_not_consume_the_step() {
+    let mut bed = bed();
+    assert_eq!(
+        refused(&bed.login("alice", "000001", T0)),
+        Refusal::WrongCode
+    );
+    let code = bed.code_at(T0);
+    if code != "000001" {
+        assert!(bed.login("alice", &code, T0).accepted());
+    }
+}
+
+#[test]
+fn five_failures_lock_the_account_until_it_expires() {
+    let mut bed = bed();
+    for i in 0..5u64 {
+        let d = bed.login("alice", &format!("00000{i}"), T0 + i * 31);
+        assert_eq!(refused(&d), Refusal::WrongCode);
+    }
+    let now = T0 + 4 * 31;
+    let code = bed.code_at(now + 1);
+    let d = bed.login("alice", &code, now + 1);
+    assert_eq!(refused(&d), Refusal::LockedOut);
+    assert_eq!(
+        bed.user().last_step,
+        None,
+        "a locked-out attempt must not consume the step"
+    );
+    let later = now + 900;
+    let code = bed.code_at(later);
+    assert!(bed.login("alice", &code, later).accepted());
+    assert_eq!(
+        bed.user().lock.lockout_level,
+        0,
+        "success resets the doubling"
+    );
+}
+
+#[test]
+fn a_resent_wrong_code_counts_once() {
+    let mut bed = bed();
+    for _ in 0..10 {
+        bed.login("alice", "999999", T0 + 3);
+    }
+    assert_eq!(bed.user().lock.fail_count, 1);
+    assert_eq!(bed.user().lock.locked_until, 0);
+}
+
+#[test]
+fn unknown_invalid_and_disabled_users_are_refused_and_audited() {
+    let mut bed = bed();
+    let code = bed.code_at(T0);
+    assert_eq!(refused(&bed.login("bob", &code, T0)), Refusal::UnknownUser);
+    assert_eq!(
+        refused(&bed.login("../etc/passwd", &code, T0)),
+        Refusal::InvalidUsername
+    );
+    assert_eq!(refused(&bed.login("", &code, T0)), Refusal::InvalidUsername);
+    let tx = bed.store.write().unwrap();
+    users::set_state(
+        &tx,
+        &Username::parse("alice").unwrap(),
+        UserState::Disabled,
+        T0,
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    assert_eq!(refused(&bed.login("ALICE", &code, T0)), Refusal::Disabled);
+    let audit = bed.audit();
+    let reasons: Vec<_> = audit.iter().map(|a| a.reason.clone().unwrap()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "unknown-user",
+            "invalid-username",
+            "invalid-username",
+            "disabled"
+        ]
+    );
+    assert_eq!(audit[1].user.as_deref(), Some("\"../etc/passwd\""));
+}
+
+#[test]
+fn a_user_with_a_password_must_give_it_in_every_form() {
+    let mut bed = bed_with_password(Some("pw 1234"));
+    let code = bed.code_at(T0);
+    assert_eq!(
+        refused(&bed.login("alice", &code, T0)),
+        Refusal::Malformed(InputError::NoPassword)
+    );
+    assert_eq!(
+        refused(&bed.login("alice", &format!("wrong{code}"), T0)),
+        Refusal::WrongPassword
+    );
+    let d = bed.login("alice", &format!("pw 1234{code}"), T0);
+    assert!(d.accepted(), "{d}");
+    assert_eq!(d.method, "concat");
+
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let next = bed.code_at(T0 + 30);
+    let scrv1 = format!("SCRV1:{}:{}", b64("pw 1234"), b64(&next));
+    let d = bed.login("alice", &scrv1, T0 + 30);
+    assert!(d.accepted(), "{d}");
+    assert_eq!(d.method, "scrv1");
+}
+
+#[test]
+fn a_token_resumes_the_session_without_a_code() {
+    let mut bed = bed();
+    let code = bed.code_at(T0);
+    assert!(bed
+        .login_state("alice", &code, T0, SessionState::Initial, Some("S1"))
+        .accepted());
+    let token = "SESS_ID_AT_whatever";
+    let d = bed.login_state(
+        "alice",
+        token,
+        T0 + 3600,
+        SessionState::Authenticated,
+        Some("S1"),
+    );
+    assert!(d.accepted(), "{d}");
+    assert_eq!(d.reason(), "token");
+    // Another session id, or another user's name with this session: refused.
+    let d = bed.login_state(
+        "alice",
+        token,
+        T0 + 3600,
+        SessionState::Authenticated,
+        Some("S2"),
+    );
+    assert_eq!(refused(&d), Refusal::UnknownSession);
+    let d = bed.login_state(
+        "mallory",
+        token,
+        T0 + 3600,
+        SessionState::Authenticated,
+        Some("S1"),
+    );
+    assert_eq!(refused(&d), Refusal::UnknownSession);
+    // Too old.
+    let late = T0 + bed.config.session.max_age_secs;
+    let d = bed.login_state(
+        "alice",
+        token,
+        late,
+        SessionState::Authenticated,
+        Some("S1"),
+    );
+    assert_eq!(refused(&d), Refusal::SessionTooOld);
+}
+
+#[test]
+fn a_disabled_or_locked_user_is_refused_at_renegotiation() {
+    let mut bed = bed();
+    let code = bed.code_at(T0);
+    assert!(bed
+        .login_state("alice", &code, T0, SessionState::Initial, Some("S1"))
+        .accepted());
+    let name = Username::parse("alice").unwrap();
+    let tx = bed.store.write().unwrap();
+    users::set_state(&tx, &name, UserState::Disabled, T0).unwrap();
+    tx.commit().unwrap();
+    let d = bed.login_state(
+        "alice",
+        "SESS_ID_AT_x",
+        T0 + 60,
+        SessionState::Authenticated,
+        Some("S1"),
+    );
+    assert_eq!(refused(&d), Refusal::Disabled);
+}
+
+#[test]
+fn expired_invalid_empty_user_and_unknown_token_states_are_refused() {
+    let mut bed = bed();
+    let code = bed.code_at(T0);
+    assert!(bed
+        .login_state("alice", &code, T0, SessionState::Initial, Some("S1"))
+        .accepted());
+    let cases = [
+        (SessionState::Expired, Refusal::TokenExpired),
+        (SessionState::Invalid, Refusal::TokenInvalid),
+        (
+            SessionState::AuthenticatedEmptyUser,
+            Refusal::EmptyUserToken,
+        ),
+        (SessionState::ExpiredEmptyUser, Refusal::EmptyUserToken),
+        (
+            SessionState::from_env(Some("Bogus\n")),
+            Refusal::UnknownSessionState,
+        ),
+    ];
+    for (state, want) in cases {
+        let d = bed.login_state("alice", "SESS_ID_AT_x", T0 + 60, state, Some("S1"));
+        assert_eq!(refused(&d), want);
+    }
+}
+
+#[test]
+fn empty_user_tokens_are_matched_by_session_when_allowed() {
+    let mut bed = bed();
+    bed.config.session.allow_empty_username_tokens = true;
+    let code = bed.code_at(T0);
+    assert!(bed
+        .login_state("alice", &code, T0, SessionState::Initial, Some("S1"))
+        .accepted());
+    let state = SessionState::AuthenticatedEmptyUser;
+    let d = bed.login_state("", "SESS_ID_AT_x", T0 + 60, state.clone(), Some("S1"));
+    assert!(d.accepted(), "{d}");
+    assert_eq!(d.user, "alice");
+    let d = bed.login_state("", "SESS_ID_AT_x", T0 + 60, state, Some("nope"));
+    assert_eq!(refused(&d), Refusal::UnknownSession);
+}
+
+#[test]
+fn a_token_string_sent_as_a_password_at_initial_is_just_a_wrong_code() {
+    let mut bed = bed();
+    let d = bed.login_state(
+        "alice",
+        "SESS_ID_AT_abcdef",
+        T0,
+        SessionState::Initial,
+        Some("S1"),
+    );
+    assert_eq!(refused(&d), Refusal::WrongCode);
+}
+
+#[test]
+fn recovery_codes_work_once() {
+    let mut bed = bed();
+    let codes = generate_recovery_codes(8);
+    let id = bed.user().id;
+    recovery::replace(bed.store.conn(), id, &codes).unwrap();
+    let d = bed.login("alice", &codes[3].to_uppercase(), T0);
+    assert!(d.accepted(), "{d}");
+    assert_eq!(d.reason(), "recovery-code");
+    assert_eq!(
+        refused(&bed.login("alice", &codes[3], T0 + 1)),
+        Refusal::WrongCode
+    );
+    assert_eq!(recovery::remaining(bed.store.conn(), id).unwrap(), 7);
+}
+
+#[test]
+fn log_lines_and_audit_rows_never_contain_the_credentials() {
+    let mut bed = bed_with_password(Some("S3cretPassw0rd"));
+    let code = bed.code_at(T0);
+    let attempts = [
+        format!("S3cretPassw0rd{code}"),
+        format!("S3cretPassw0rdX{code}"),
+        "S3cretPassw0rd".to_string(),
+    ];
+    let mut lines = vec![];
+    for (i, attempt) in attempts.iter().enumerate() {
+        let d = bed.login("alice", attempt, T0 + i as u64);
+        lines.push(format!("{d} {d:?}"));
+    }
+    lines.extend(bed.audit().iter().map(|a| format!("{a:?}")));
+    let secret = bed.key.to_base32();
+    for line in lines {
+        for needle in ["S3cretPassw0rd", code.as_str(), secret.as_str()] {
+            assert!(!line.contains(needle), "{needle:?} leaked into {line}");
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The embedded SQLite store: users, replay state, lockouts, recovery codes, sessions and
+//! the audit log.
+//!
+//! One file in the data directory, created 0600, in WAL mode so readers never wait for the
+//! writer. Every read-modify-write on the auth path runs in a `BEGIN IMMEDIATE` transaction,
+//! which makes "check the step, then record it" atomic across processes.
+
+pub mod audit;
+pub mod recovery;
+mod schema;
+pub mod sessions;
+pub mod users;
+
+pub use audit::{AuditEntry, AuditKind};
+pub use users::{ClientMethod, NewUser, User, UserState};
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use std::fs::OpenOptions;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no store at {0} (run `ovpn-mfa init` first, or pass the right --dir)")]
+    Missing(PathBuf),
+    #[error("cannot open the store {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("the store is busy (locked by another process for too long)")]
+    Busy,
+    #[error("the store was written by a newer ovpn-mfa (schema {found}, this one knows {known})")]
+    TooNew { found: i64, known: i64 },
+    #[error("user {0} already exists")]
+    UserExists(String),
+    #[error("no user {0}")]
+    NoSuchUser(String),
+    #[error("store error: {0}")]
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Busy
+            }
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How long a call waits for another process's write lock before giving up.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Creates the store file (mode 0600) if it does not exist and brings its schema up to
+    /// date. Used by `init`; an existing store is kept as it is.
+    pub fn create(path: &Path) -> Result<Self> {
+        let open_err = |e: std::io::Error| StoreError::Open {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(open_err)?;
+        Self::open(path, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// Opens an existing store, migrating it forward if it is older than this program.
+    pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_owned()));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let open_err = |e: rusqlite::Error| StoreError::Open {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        conn.busy_timeout(busy_timeout)?;
+        // WAL needs a write the first time; a read-only file or directory fails here.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        schema::migrate(&mut store.conn)?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's permission bits, to warn when they are wider than 0600.
+    pub fn mode(&self) -> std::io::Result<u32> {
+        Ok(std::fs::metadata(&self.path)?.permissions().mode() & 0o777)
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// A write transaction that takes the write lock at once, so everything read inside it
+    /// is still true when it commits.
+    pub fn write(&mut self) -> Result<Transaction<'_>> {
+        Ok(self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+
+    /// SQLite's own consistency check; `Ok(())` when it reports "ok".
+    pub fn integrity_check(&self) -> Result<(), String> {
+        let result: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| e.to_string())?;
+        if result == "ok" {
+            Ok(())
+        } else {
+            Err(result)
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(&dir.path().join("test.sqlite")).unwrap();
+    (dir, store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_store_is_private_and_at_the_current_schema() {
+        let (_dir, store) = temp_store();
+        assert_eq!(store.mode().unwrap(), 0o600);
+        let version: i64 = store
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, schema::CURRENT);
+        let mode: String = store
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert!(store.integrity_check().is_ok());
+    }
+
+    #[test]
+    fn opening_a_missing_store_says_to_run_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Store::open(&dir.path().join("nope.sqlite"), DEFAULT_BUSY_TIMEOUT)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("ovpn-mfa init"), "{err}");
+    }
+
+    #[test]
+    fn a_store_from_a_newer_version_is_refused_and_left_alone() {
+        let (dir, store) = temp_store();
+        store
+            .conn()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        drop(store);
+        let path = dir.path().join("test.sqlite");
+        let err = Store::open(&path, DEFAULT_BUSY_TIMEOUT).err().unwrap();
+        assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_file_gives_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.sqlite");
+        std::fs::write(
+            &path,
+            b"this is not a database, just some text that is long enough",
+        )
+        .unwrap();
+        let err = Store::open(&path, DEFAULT_BUSY_TIMEOUT).err().unwrap();
+        assert!(err.to_string().contains("not a database"), "{err}");
+        assert!(std::fs::read(&path)
+            .unwrap()
+            .starts_with(b"this is not a database"));
+    }
+}
