@@ -20,10 +20,7 @@ impl Paths {
     /// `--dir DIR` puts both under one directory; without it the system locations are used.
     pub fn new(dir: Option<&Path>) -> Self {
         match dir {
-            Some(dir) => Paths {
-                config_file: dir.join(CONFIG_FILE),
-                data_dir: dir.to_path_buf(),
-            },
+            Some(dir) => Paths { config_file: dir.join(CONFIG_FILE), data_dir: dir.to_path_buf() },
             None => Paths {
                 config_file: Path::new(DEFAULT_CONFIG_DIR).join(CONFIG_FILE),
                 data_dir: PathBuf::from(DEFAULT_DATA_DIR),
@@ -38,9 +35,14 @@ impl Paths {
     pub fn auth_token_secret(&self) -> PathBuf {
         self.data_dir.join("auth-token.key")
     }
+
+    /// OpenVPN's `tmp-dir`, where it writes the credentials file for the verifier.
+    pub fn openvpn_tmp_dir(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub otp: OtpConfig,
@@ -90,19 +92,6 @@ pub struct OpenVpnConfig {
     pub auth_deadline_secs: u64,
     pub hand_window_secs: u64,
     pub token_renewal_secs: u64,
-    pub tmp_dir: PathBuf,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            otp: OtpConfig::default(),
-            lockout: LockoutConfig::default(),
-            password: PasswordConfig::default(),
-            session: SessionConfig::default(),
-            openvpn: OpenVpnConfig::default(),
-        }
-    }
 }
 
 impl Default for OtpConfig {
@@ -132,55 +121,36 @@ impl Default for LockoutConfig {
 impl Default for PasswordConfig {
     fn default() -> Self {
         // OWASP's argon2id baseline: 19 MiB, 2 passes, one lane.
-        PasswordConfig {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-        }
+        PasswordConfig { memory_kib: 19_456, iterations: 2, parallelism: 1 }
     }
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig {
-            max_age_secs: 12 * 3600,
-            allow_empty_username_tokens: false,
-        }
+        SessionConfig { max_age_secs: 12 * 3600, allow_empty_username_tokens: false }
     }
 }
 
 impl Default for OpenVpnConfig {
     fn default() -> Self {
-        OpenVpnConfig {
-            auth_deadline_secs: 30,
-            hand_window_secs: 60,
-            token_renewal_secs: 3600,
-            tmp_dir: PathBuf::from("/run/ovpn-mfa/tmp"),
-        }
+        OpenVpnConfig { auth_deadline_secs: 30, hand_window_secs: 60, token_renewal_secs: 3600 }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source} (run `ovpn-mfa init` first?)")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|message| ConfigError::Invalid {
-            path: path.to_owned(),
-            message,
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text)
+            .map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -209,11 +179,9 @@ impl Config {
             return Err("openvpn.auth_deadline_secs must be between 1 and hand_window_secs".into());
         }
         if o.token_renewal_secs < 2 * o.hand_window_secs {
-            return Err(
-                "openvpn.token_renewal_secs must be at least 2 x hand_window_secs \
+            return Err("openvpn.token_renewal_secs must be at least 2 x hand_window_secs \
                         (OpenVPN refuses to start otherwise)"
-                    .into(),
-            );
+                .into());
         }
         if self.session.max_age_secs == 0 {
             return Err("session.max_age_secs must be greater than zero".into());
@@ -278,8 +246,6 @@ auth_deadline_secs = {deadline}
 # Must match the server's hand-window; token renewal must be at least twice it.
 hand_window_secs = {hw}
 token_renewal_secs = {renew}
-# OpenVPN's tmp-dir, where it writes credentials files for the verifier.
-tmp_dir = "{tmp}"
 "#,
             issuer = d.otp.issuer,
             alg = d.otp.algorithm,
@@ -298,7 +264,6 @@ tmp_dir = "{tmp}"
             deadline = d.openvpn.auth_deadline_secs,
             hw = d.openvpn.hand_window_secs,
             renew = d.openvpn.token_renewal_secs,
-            tmp = d.openvpn.tmp_dir.display(),
         )
     }
 }
@@ -313,10 +278,7 @@ mod tests {
 
     #[test]
     fn the_default_file_parses_to_the_defaults() {
-        assert_eq!(
-            Config::parse(&Config::default_file_text()).unwrap(),
-            Config::default()
-        );
+        assert_eq!(Config::parse(&Config::default_file_text()).unwrap(), Config::default());
     }
 
     #[test]

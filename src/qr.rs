@@ -22,10 +22,7 @@ pub fn terminal(text: &str) -> Result<String, String> {
 }
 
 pub fn svg(text: &str) -> Result<String, String> {
-    Ok(code(text)?
-        .render::<svg::Color<'_>>()
-        .min_dimensions(256, 256)
-        .build())
+    Ok(code(text)?.render::<svg::Color<'_>>().min_dimensions(256, 256).build())
 }
 
 /// A grey-scale PNG, `scale` pixels per module, with a four-module quiet zone.
@@ -52,9 +49,7 @@ pub fn png(text: &str, scale: u32) -> Result<Vec<u8>, String> {
     encoder.set_color(png::ColorType::Grayscale);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
-    writer
-        .write_image_data(&pixels)
-        .map_err(|e| e.to_string())?;
+    writer.write_image_data(&pixels).map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())?;
     Ok(out)
 }
@@ -62,11 +57,8 @@ pub fn png(text: &str, scale: u32) -> Result<Vec<u8>, String> {
 /// Writes an image that encodes a secret: created 0600, never over an existing file.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
 }
@@ -80,10 +72,7 @@ mod tests {
         let text = terminal("otpauth://totp/X:y?secret=JBSWY3DPEHPK3PXP&issuer=X").unwrap();
         assert!(text.contains('▀') || text.contains('▄'));
         let first = text.lines().next().unwrap();
-        assert!(
-            first.chars().all(|c| c == '█'),
-            "quiet zone row should be all light: {first}"
-        );
+        assert!(first.chars().all(|c| c == '█'), "quiet zone row should be all light: {first}");
     }
 
     #[test]

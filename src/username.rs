@@ -29,9 +29,7 @@ impl Username {
         if ok {
             Ok(Username(raw.to_ascii_lowercase()))
         } else {
-            Err(InvalidUsername {
-                shown: printable(raw),
-            })
+            Err(InvalidUsername { shown: printable(raw) })
         }
     }
 
@@ -47,13 +45,15 @@ impl fmt::Display for Username {
 }
 
 /// A short, escaped form of untrusted text, safe to put in a log line or an error: control
-/// characters and non-ASCII are escaped and anything past 64 characters is cut.
+/// characters and non-ASCII are escaped, anything past 64 characters is cut, and the result is
+/// quoted unless it is a plain word (so `key=value` log lines stay unambiguous).
 pub fn printable(raw: &str) -> String {
-    let mut out: String = raw
-        .chars()
-        .take(MAX_LEN)
-        .flat_map(char::escape_default)
-        .collect();
+    let plain =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ':' | '/');
+    if !raw.is_empty() && raw.len() <= MAX_LEN && raw.chars().all(plain) {
+        return raw.to_owned();
+    }
+    let mut out: String = raw.chars().take(MAX_LEN).flat_map(char::escape_default).collect();
     if raw.chars().count() > MAX_LEN {
         out.push_str("...");
     }
@@ -103,6 +103,9 @@ mod tests {
     #[test]
     fn printable_escapes_and_truncates() {
         assert_eq!(printable("a\nb"), "\"a\\nb\"");
+        assert_eq!(printable("192.0.2.1"), "192.0.2.1");
+        assert_eq!(printable("a b"), "\"a b\"");
+        assert_eq!(printable(""), "\"\"");
         assert!(printable(&"x".repeat(5000)).len() < 80);
     }
 }

@@ -44,7 +44,7 @@ pub enum InputError {
 /// Recovery codes look like `abcde-fgh23`: recognisable at the end of `password+code`.
 pub const RECOVERY_CODE_LEN: usize = 11;
 
-fn looks_like_recovery_code(s: &str) -> bool {
+pub fn looks_like_recovery_code(s: &str) -> bool {
     s.len() == RECOVERY_CODE_LEN
         && s.bytes().enumerate().all(|(i, b)| {
             if i == 5 {
@@ -66,11 +66,7 @@ pub fn split(field: &str, has_password: bool, digits: u32) -> Result<Presented, 
         if code.is_empty() {
             return Err(InputError::NoCode);
         }
-        return Ok(Presented {
-            format: InputFormat::Otp,
-            password: None,
-            code: code.into(),
-        });
+        return Ok(Presented { format: InputFormat::Otp, password: None, code: code.into() });
     }
 
     let digits = digits as usize;
@@ -104,9 +100,7 @@ fn split_scrv1(rest: &str, has_password: bool) -> Result<Presented, InputError> 
     let (password_b64, code_b64) = rest.split_once(':').ok_or(InputError::BadScrv1)?;
     let decode = |part: &str| -> Result<Sensitive, InputError> {
         let bytes = STANDARD.decode(part).map_err(|_| InputError::BadScrv1)?;
-        String::from_utf8(bytes)
-            .map(Sensitive::from)
-            .map_err(|_| InputError::BadScrv1)
+        String::from_utf8(bytes).map(Sensitive::from).map_err(|_| InputError::BadScrv1)
     };
     let password = decode(password_b64)?;
     let code = decode(code_b64)?;
@@ -123,11 +117,7 @@ fn split_scrv1(rest: &str, has_password: bool) -> Result<Presented, InputError> 
         // A user without a password may still have a client that asks for one.
         None
     };
-    Ok(Presented {
-        format: InputFormat::Scrv1,
-        password,
-        code,
-    })
+    Ok(Presented { format: InputFormat::Scrv1, password, code })
 }
 
 #[cfg(test)]
@@ -154,18 +144,9 @@ mod tests {
         assert_eq!(p.password.unwrap().expose(), "hunter2024");
         assert_eq!(p.code.expose(), "654321");
         let p = split("pw12345678", true, 8).unwrap();
-        assert_eq!(
-            (p.password.unwrap().expose(), p.code.expose()),
-            ("pw", "12345678")
-        );
-        assert_eq!(
-            split("123456", true, 6).unwrap_err(),
-            InputError::NoPassword
-        );
-        assert_eq!(
-            split("passwordabcdef", true, 6).unwrap_err(),
-            InputError::NoCode
-        );
+        assert_eq!((p.password.unwrap().expose(), p.code.expose()), ("pw", "12345678"));
+        assert_eq!(split("123456", true, 6).unwrap_err(), InputError::NoPassword);
+        assert_eq!(split("passwordabcdef", true, 6).unwrap_err(), InputError::NoCode);
     }
 
     #[test]

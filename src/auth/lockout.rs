@@ -26,13 +26,8 @@ pub fn register_failure(
     }
     next.fail_count += 1;
     if next.fail_count >= config.max_failures {
-        let factor = 1u64
-            .checked_shl(next.lockout_level.min(32))
-            .unwrap_or(u64::MAX);
-        let duration = config
-            .lockout_secs
-            .saturating_mul(factor)
-            .min(config.max_lockout_secs);
+        let factor = 1u64.checked_shl(next.lockout_level.min(32)).unwrap_or(u64::MAX);
+        let duration = config.lockout_secs.saturating_mul(factor).min(config.max_lockout_secs);
         next.locked_until = now.saturating_add(duration);
         next.lockout_level = next.lockout_level.saturating_add(1);
         next.fail_count = 0;

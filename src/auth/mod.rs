@@ -149,11 +149,19 @@ pub struct Decision {
     pub note: Option<&'static str>,
     /// Whether the audit row was already written inside the decision's own transaction.
     audited: bool,
+    /// Whether it failed only because another process held the store's lock too long.
+    busy: bool,
 }
 
 impl Decision {
     pub fn accepted(&self) -> bool {
         self.outcome == Outcome::Accepted
+    }
+
+    /// True when the store was locked by another process past the busy timeout; nothing
+    /// was recorded, so the same attempt can be decided again elsewhere.
+    pub fn store_busy(&self) -> bool {
+        self.busy
     }
 
     pub fn decision_word(&self) -> &'static str {
@@ -225,15 +233,19 @@ pub fn authenticate(
         session_state: req.session_state.as_str().to_owned(),
         note: None,
         audited: false,
+        busy: false,
     };
     let result = decide(store, config, now, req, &mut decision);
     decision.outcome = match result {
         Ok(outcome) => outcome,
-        Err(e) => Outcome::Failed(e.to_string()),
+        Err(e) => {
+            decision.busy = matches!(e, StoreError::Busy);
+            Outcome::Failed(e.to_string())
+        }
     };
     // Decisions that changed state were audited in their own transaction; the rest here.
     // If the store itself is broken this fails too, and the log line is the only record.
-    if !decision.audited {
+    if !decision.audited && !decision.busy {
         let _ = audit::append(store.conn(), &decision.audit_entry(now));
     }
     decision
@@ -311,11 +323,7 @@ fn resume_session(
     };
     decision.user = user.name.clone();
     if !username.is_empty()
-        && Username::parse(username)
-            .ok()
-            .as_ref()
-            .map(Username::as_str)
-            != Some(&user.name)
+        && Username::parse(username).ok().as_ref().map(Username::as_str) != Some(&user.name)
     {
         return Ok(Outcome::Refused(Refusal::UnknownSession));
     }
@@ -364,15 +372,7 @@ fn full_login(
     let presented = match presented {
         Ok(p) => p,
         Err(e) => {
-            return count_failure(
-                store,
-                config,
-                now,
-                &user,
-                field,
-                Refusal::Malformed(e),
-                decision,
-            )
+            return count_failure(store, config, now, &user, field, Refusal::Malformed(e), decision)
         }
     };
     decision.method = presented.format.as_str();
@@ -402,14 +402,8 @@ fn full_login(
         return Ok(Outcome::Refused(Refusal::LockedOut));
     }
     let code = presented.code.expose();
-    let check = check_totp(
-        user.key.as_bytes(),
-        code,
-        now,
-        &user.params,
-        config.otp.window,
-        user.last_step,
-    );
+    let check =
+        check_totp(user.key.as_bytes(), code, now, &user.params, config.otp.window, user.last_step);
     let outcome = match check {
         TotpCheck::Fresh(step) => {
             if users::record_success(&tx, user.id, Some(step))? {
@@ -472,10 +466,7 @@ fn attempt_tag(user: &User, now: u64, field: &str) -> Vec<u8> {
 
 /// Recovery codes are compared lower-case without spaces, the dash kept in its place.
 pub fn normalise_recovery_code(code: &str) -> String {
-    code.chars()
-        .filter(|c| !c.is_whitespace())
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+    code.chars().filter(|c| !c.is_whitespace()).map(|c| c.to_ascii_lowercase()).collect()
 }
 
 /// Makes `count` new recovery codes in the `abcde-fgh23` form (50 random bits each).

@@ -7,13 +7,8 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use std::sync::OnceLock;
 
 fn hasher(config: &PasswordConfig) -> Result<Argon2<'static>, String> {
-    let params = Params::new(
-        config.memory_kib,
-        config.iterations,
-        config.parallelism,
-        None,
-    )
-    .map_err(|e| format!("invalid argon2 cost: {e}"))?;
+    let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
+        .map_err(|e| format!("invalid argon2 cost: {e}"))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -31,9 +26,7 @@ pub fn verify(password: &Sensitive, stored: &Sensitive) -> bool {
     let Ok(parsed) = PasswordHash::new(stored.expose()) else {
         return false;
     };
-    Argon2::default()
-        .verify_password(password.expose().as_bytes(), &parsed)
-        .is_ok()
+    Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok()
 }
 
 /// Spends the time a real check would, so unknown users take as long as known ones.
@@ -50,11 +43,7 @@ mod tests {
     use super::*;
 
     fn cheap() -> PasswordConfig {
-        PasswordConfig {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        }
+        PasswordConfig { memory_kib: 1024, iterations: 1, parallelism: 1 }
     }
 
     #[test]

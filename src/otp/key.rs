@@ -46,9 +46,7 @@ impl OtpKey {
             return Err(SecretError::Empty);
         }
         if bytes.len() < MIN_SECRET_BYTES {
-            return Err(SecretError::TooShort {
-                bits: bytes.len() * 8,
-            });
+            return Err(SecretError::TooShort { bits: bytes.len() * 8 });
         }
         if bytes.len() > MAX_SECRET_BYTES {
             return Err(SecretError::TooLong);
@@ -73,9 +71,7 @@ impl OtpKey {
         if clean.is_empty() {
             return Err(SecretError::Empty);
         }
-        let bytes = BASE32_NOPAD
-            .decode(clean.as_bytes())
-            .map_err(|_| SecretError::BadLength);
+        let bytes = BASE32_NOPAD.decode(clean.as_bytes()).map_err(|_| SecretError::BadLength);
         clean.zeroize();
         OtpKey::from_bytes(&bytes?)
     }
@@ -132,22 +128,10 @@ mod tests {
     fn bad_secrets_are_refused_with_a_reason() {
         assert_eq!(OtpKey::from_base32(""), Err(SecretError::Empty));
         assert_eq!(OtpKey::from_base32(" = "), Err(SecretError::Empty));
-        assert_eq!(
-            OtpKey::from_base32("JBSWY3DP"),
-            Err(SecretError::TooShort { bits: 40 })
-        );
-        assert_eq!(
-            OtpKey::from_base32("JBSWY3DPEHPK3PX1"),
-            Err(SecretError::BadCharacter('1'))
-        );
-        assert_eq!(
-            OtpKey::from_base32("JBSWY3DPEHPK3PXPA"),
-            Err(SecretError::BadLength)
-        );
-        assert_eq!(
-            OtpKey::from_base32(&"A".repeat(10_000)),
-            Err(SecretError::TooLong)
-        );
+        assert_eq!(OtpKey::from_base32("JBSWY3DP"), Err(SecretError::TooShort { bits: 40 }));
+        assert_eq!(OtpKey::from_base32("JBSWY3DPEHPK3PX1"), Err(SecretError::BadCharacter('1')));
+        assert_eq!(OtpKey::from_base32("JBSWY3DPEHPK3PXPA"), Err(SecretError::BadLength));
+        assert_eq!(OtpKey::from_base32(&"A".repeat(10_000)), Err(SecretError::TooLong));
         let err = OtpKey::from_base32("JBSWY3DP").unwrap_err().to_string();
         assert!(err.contains("at least 80"), "{err}");
     }

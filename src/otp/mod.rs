@@ -50,9 +50,7 @@ impl FromStr for Algorithm {
             "SHA1" => Ok(Algorithm::Sha1),
             "SHA256" => Ok(Algorithm::Sha256),
             "SHA512" => Ok(Algorithm::Sha512),
-            _ => Err(format!(
-                "unknown OTP algorithm {s:?}; expected SHA1, SHA256 or SHA512"
-            )),
+            _ => Err(format!("unknown OTP algorithm {s:?}; expected SHA1, SHA256 or SHA512")),
         }
     }
 }
@@ -67,11 +65,7 @@ pub struct TotpParams {
 
 impl Default for TotpParams {
     fn default() -> Self {
-        TotpParams {
-            algorithm: Algorithm::Sha1,
-            digits: 6,
-            period: 30,
-        }
+        TotpParams { algorithm: Algorithm::Sha1, digits: 6, period: 30 }
     }
 }
 
@@ -82,10 +76,7 @@ impl TotpParams {
             return Err(format!("OTP digits must be 6 or 8, not {}", self.digits));
         }
         if !(1..=300).contains(&self.period) {
-            return Err(format!(
-                "OTP period must be 1 to 300 seconds, not {}",
-                self.period
-            ));
+            return Err(format!("OTP period must be 1 to 300 seconds, not {}", self.period));
         }
         Ok(())
     }
@@ -212,9 +203,8 @@ mod tests {
 
     #[test]
     fn rfc4226_appendix_d_vectors_match() {
-        let expected = [
-            755224, 287082, 359152, 969429, 338314, 254676, 287922, 162583, 399871, 520489,
-        ];
+        let expected =
+            [755224, 287082, 359152, 969429, 338314, 254676, 287922, 162583, 399871, 520489];
         for (counter, want) in expected.iter().enumerate() {
             assert_eq!(hotp(RFC4226_KEY, counter as u64, 6, Algorithm::Sha1), *want);
         }
@@ -241,31 +231,18 @@ mod tests {
             (20000000000, "65353130", "77737706", "47863826"),
         ];
         for (time, sha1, sha256, sha512) in table {
-            for (algorithm, want) in [
-                (Algorithm::Sha1, sha1),
-                (Algorithm::Sha256, sha256),
-                (Algorithm::Sha512, sha512),
-            ] {
-                let params = TotpParams {
-                    algorithm,
-                    digits: 8,
-                    period: 30,
-                };
-                assert_eq!(
-                    totp(rfc6238_key(algorithm), time, &params),
-                    want,
-                    "{algorithm} {time}"
-                );
+            for (algorithm, want) in
+                [(Algorithm::Sha1, sha1), (Algorithm::Sha256, sha256), (Algorithm::Sha512, sha512)]
+            {
+                let params = TotpParams { algorithm, digits: 8, period: 30 };
+                assert_eq!(totp(rfc6238_key(algorithm), time, &params), want, "{algorithm} {time}");
             }
         }
     }
 
     #[test]
     fn codes_keep_their_leading_zeros() {
-        let params = TotpParams {
-            digits: 8,
-            ..TotpParams::default()
-        };
+        let params = TotpParams { digits: 8, ..TotpParams::default() };
         assert_eq!(totp(RFC4226_KEY, 1111111109, &params), "07081804");
     }
 
@@ -321,10 +298,7 @@ mod tests {
             check_totp(RFC4226_KEY, &next, now, &params, 1, last),
             TotpCheck::Fresh(step + 1)
         );
-        assert_eq!(
-            check_totp(RFC4226_KEY, "000000", now, &params, 1, last),
-            TotpCheck::Wrong
-        );
+        assert_eq!(check_totp(RFC4226_KEY, "000000", now, &params, 1, last), TotpCheck::Wrong);
     }
 
     #[test]
@@ -332,11 +306,7 @@ mod tests {
         let params = TotpParams::default();
         let code = totp(RFC4226_KEY, 1000, &params);
         for bad in ["", "12345", "1234567", " 123456", "abcdef", "１２３４５６"] {
-            assert_eq!(
-                verify_totp(RFC4226_KEY, bad, 1000, &params, 1),
-                None,
-                "{bad:?}"
-            );
+            assert_eq!(verify_totp(RFC4226_KEY, bad, 1000, &params, 1), None, "{bad:?}");
         }
         let padded = format!("{code} ");
         assert_eq!(verify_totp(RFC4226_KEY, &padded, 1000, &params, 1), None);

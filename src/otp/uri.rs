@@ -5,11 +5,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 
 /// Everything except RFC 3986 unreserved characters is encoded, so a space becomes `%20`
 /// (never `+`) and `:` inside an issuer or user name cannot be mistaken for the separator.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// Builds `otpauth://totp/ISSUER:USER?secret=..&issuer=..`, naming the algorithm, digits and
 /// period only when they differ from the defaults every app assumes.
@@ -60,11 +56,7 @@ pub struct OtpauthUri {
 pub fn parse_otpauth_uri(uri: &str) -> Result<OtpauthUri, UriError> {
     let rest = uri
         .strip_prefix("otpauth://")
-        .and_then(|r| {
-            r.get(..5)
-                .filter(|t| t.eq_ignore_ascii_case("totp/"))
-                .map(|_| &r[5..])
-        })
+        .and_then(|r| r.get(..5).filter(|t| t.eq_ignore_ascii_case("totp/")).map(|_| &r[5..]))
         .ok_or(UriError::NotTotp)?;
     let (label, query) = rest.split_once('?').unwrap_or((rest, ""));
     let decode = |s: &str| {
@@ -89,33 +81,21 @@ pub fn parse_otpauth_uri(uri: &str) -> Result<OtpauthUri, UriError> {
             "secret" => secret = Some(OtpKey::from_base32(&value)?),
             "issuer" => issuer = Some(value),
             "algorithm" => {
-                params.algorithm = value
-                    .parse::<Algorithm>()
-                    .map_err(|_| UriError::BadParameter("algorithm"))?
+                params.algorithm =
+                    value.parse::<Algorithm>().map_err(|_| UriError::BadParameter("algorithm"))?
             }
             "digits" => {
-                params.digits = value
-                    .parse()
-                    .map_err(|_| UriError::BadParameter("digits"))?
+                params.digits = value.parse().map_err(|_| UriError::BadParameter("digits"))?
             }
             "period" => {
-                params.period = value
-                    .parse()
-                    .map_err(|_| UriError::BadParameter("period"))?
+                params.period = value.parse().map_err(|_| UriError::BadParameter("period"))?
             }
             _ => {}
         }
     }
-    params
-        .validate()
-        .map_err(|_| UriError::BadParameter("digits or period"))?;
+    params.validate().map_err(|_| UriError::BadParameter("digits or period"))?;
     let key = secret.ok_or(UriError::NoSecret)?;
-    Ok(OtpauthUri {
-        issuer,
-        account,
-        key,
-        params,
-    })
+    Ok(OtpauthUri { issuer, account, key, params })
 }
 
 #[cfg(test)]
@@ -128,12 +108,7 @@ mod tests {
 
     #[test]
     fn default_parameters_are_left_out() {
-        let uri = otpauth_uri(
-            "ACME VPN",
-            "alice@example.com",
-            &key(),
-            &TotpParams::default(),
-        );
+        let uri = otpauth_uri("ACME VPN", "alice@example.com", &key(), &TotpParams::default());
         assert_eq!(
             uri,
             "otpauth://totp/ACME%20VPN:alice%40example.com?secret=JBSWY3DPEHPK3PXP&issuer=ACME%20VPN"
@@ -142,27 +117,16 @@ mod tests {
 
     #[test]
     fn other_parameters_are_named() {
-        let params = TotpParams {
-            algorithm: Algorithm::Sha256,
-            digits: 8,
-            period: 60,
-        };
+        let params = TotpParams { algorithm: Algorithm::Sha256, digits: 8, period: 60 };
         let uri = otpauth_uri("a:b&c", "bob", &key(), &params);
         assert!(uri.starts_with("otpauth://totp/a%3Ab%26c:bob?"), "{uri}");
-        assert!(
-            uri.ends_with("&algorithm=SHA256&digits=8&period=60"),
-            "{uri}"
-        );
+        assert!(uri.ends_with("&algorithm=SHA256&digits=8&period=60"), "{uri}");
         assert!(!uri.contains('+'));
     }
 
     #[test]
     fn a_built_uri_parses_back() {
-        let params = TotpParams {
-            algorithm: Algorithm::Sha512,
-            digits: 8,
-            period: 30,
-        };
+        let params = TotpParams { algorithm: Algorithm::Sha512, digits: 8, period: 30 };
         let uri = otpauth_uri("My Co", "carol.d", &key(), &params);
         let parsed = parse_otpauth_uri(&uri).unwrap();
         assert_eq!(parsed.issuer.as_deref(), Some("My Co"));
@@ -173,18 +137,9 @@ mod tests {
 
     #[test]
     fn bad_uris_are_refused() {
-        assert_eq!(
-            parse_otpauth_uri("http://x").unwrap_err(),
-            UriError::NotTotp
-        );
-        assert_eq!(
-            parse_otpauth_uri("otpauth://hotp/x?secret=A").unwrap_err(),
-            UriError::NotTotp
-        );
-        assert_eq!(
-            parse_otpauth_uri("otpauth://totp/x").unwrap_err(),
-            UriError::NoSecret
-        );
+        assert_eq!(parse_otpauth_uri("http://x").unwrap_err(), UriError::NotTotp);
+        assert_eq!(parse_otpauth_uri("otpauth://hotp/x?secret=A").unwrap_err(), UriError::NotTotp);
+        assert_eq!(parse_otpauth_uri("otpauth://totp/x").unwrap_err(), UriError::NoSecret);
         let bad = parse_otpauth_uri("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&digits=7");
         assert!(matches!(bad, Err(UriError::BadParameter(_))));
         assert!(parse_otpauth_uri("otpauth://totp/%ff?secret=JBSWY3DPEHPK3PXP").is_err());

@@ -18,7 +18,7 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             AuditKind::Auth => "auth",
             AuditKind::Admin => "admin",
@@ -76,11 +76,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
     let kind: String = row.get(1)?;
     Ok(AuditEntry {
         at: row.get(0)?,
-        kind: if kind == "admin" {
-            AuditKind::Admin
-        } else {
-            AuditKind::Auth
-        },
+        kind: if kind == "admin" { AuditKind::Admin } else { AuditKind::Auth },
         user: row.get(2)?,
         source: row.get(3)?,
         method: row.get(4)?,
@@ -116,15 +112,8 @@ mod tests {
     #[test]
     fn entries_can_be_added_but_never_changed_or_deleted() {
         let (_dir, store) = temp_store();
-        append(
-            store.conn(),
-            &AuditEntry::admin(5, "user-add", Some("alice")),
-        )
-        .unwrap();
-        assert!(store
-            .conn()
-            .execute("UPDATE audit SET decision = 'x'", [])
-            .is_err());
+        append(store.conn(), &AuditEntry::admin(5, "user-add", Some("alice"))).unwrap();
+        assert!(store.conn().execute("UPDATE audit SET decision = 'x'", []).is_err());
         assert!(store.conn().execute("DELETE FROM audit", []).is_err());
         let rows = recent(store.conn(), Some("alice"), 10).unwrap();
         assert_eq!(rows.len(), 1);

@@ -63,16 +63,9 @@ impl Store {
     /// Creates the store file (mode 0600) if it does not exist and brings its schema up to
     /// date. Used by `init`; an existing store is kept as it is.
     pub fn create(path: &Path) -> Result<Self> {
-        let open_err = |e: std::io::Error| StoreError::Open {
-            path: path.to_owned(),
-            message: e.to_string(),
-        };
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(open_err)?;
+        let open_err =
+            |e: std::io::Error| StoreError::Open { path: path.to_owned(), message: e.to_string() };
+        OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(open_err)?;
         Self::open(path, DEFAULT_BUSY_TIMEOUT)
     }
 
@@ -82,21 +75,15 @@ impl Store {
             return Err(StoreError::Missing(path.to_owned()));
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let open_err = |e: rusqlite::Error| StoreError::Open {
-            path: path.to_owned(),
-            message: e.to_string(),
-        };
+        let open_err =
+            |e: rusqlite::Error| StoreError::Open { path: path.to_owned(), message: e.to_string() };
         let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
         conn.busy_timeout(busy_timeout)?;
         // WAL needs a write the first time; a read-only file or directory fails here.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = Store {
-            conn,
-            path: path.to_owned(),
-        };
+        let mut store = Store { conn, path: path.to_owned() };
         schema::migrate(&mut store.conn)?;
         Ok(store)
     }
@@ -117,9 +104,7 @@ impl Store {
     /// A write transaction that takes the write lock at once, so everything read inside it
     /// is still true when it commits.
     pub fn write(&mut self) -> Result<Transaction<'_>> {
-        Ok(self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+        Ok(self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
     }
 
     /// SQLite's own consistency check; `Ok(())` when it reports "ok".
@@ -151,15 +136,9 @@ mod tests {
     fn a_new_store_is_private_and_at_the_current_schema() {
         let (_dir, store) = temp_store();
         assert_eq!(store.mode().unwrap(), 0o600);
-        let version: i64 = store
-            .conn()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
+        let version: i64 = store.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, schema::CURRENT);
-        let mode: String = store
-            .conn()
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
+        let mode: String = store.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
         assert!(store.integrity_check().is_ok());
     }
@@ -167,19 +146,14 @@ mod tests {
     #[test]
     fn opening_a_missing_store_says_to_run_init() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Store::open(&dir.path().join("nope.sqlite"), DEFAULT_BUSY_TIMEOUT)
-            .err()
-            .unwrap();
+        let err = Store::open(&dir.path().join("nope.sqlite"), DEFAULT_BUSY_TIMEOUT).err().unwrap();
         assert!(err.to_string().contains("ovpn-mfa init"), "{err}");
     }
 
     #[test]
     fn a_store_from_a_newer_version_is_refused_and_left_alone() {
         let (dir, store) = temp_store();
-        store
-            .conn()
-            .pragma_update(None, "user_version", 99)
-            .unwrap();
+        store.conn().pragma_update(None, "user_version", 99).unwrap();
         drop(store);
         let path = dir.path().join("test.sqlite");
         let err = Store::open(&path, DEFAULT_BUSY_TIMEOUT).err().unwrap();
@@ -190,15 +164,10 @@ mod tests {
     fn a_corrupt_file_gives_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.sqlite");
-        std::fs::write(
-            &path,
-            b"this is not a database, just some text that is long enough",
-        )
-        .unwrap();
+        std::fs::write(&path, b"this is not a database, just some text that is long enough")
+            .unwrap();
         let err = Store::open(&path, DEFAULT_BUSY_TIMEOUT).err().unwrap();
         assert!(err.to_string().contains("not a database"), "{err}");
-        assert!(std::fs::read(&path)
-            .unwrap()
-            .starts_with(b"this is not a database"));
+        assert!(std::fs::read(&path).unwrap().starts_with(b"this is not a database"));
     }
 }

@@ -35,11 +35,7 @@ pub fn consume(conn: &Connection, user_id: i64, code: &str, now: u64) -> Result<
     )?;
     let rows = stmt
         .query_map([user_id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-            ))
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut found = None;

@@ -64,10 +64,7 @@ pub const CURRENT: i64 = STEPS.len() as i64;
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > CURRENT {
-        return Err(StoreError::TooNew {
-            found,
-            known: CURRENT,
-        });
+        return Err(StoreError::TooNew { found, known: CURRENT });
     }
     for (index, step) in STEPS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;

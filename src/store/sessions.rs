@@ -27,13 +27,7 @@ pub fn get(conn: &Connection, session_id: &str) -> Result<Option<Session>> {
         .query_row(
             "SELECT user_id, created_at, last_seen FROM sessions WHERE session_id = ?1",
             [session_id],
-            |r| {
-                Ok(Session {
-                    user_id: r.get(0)?,
-                    created_at: r.get(1)?,
-                    last_seen: r.get(2)?,
-                })
-            },
+            |r| Ok(Session { user_id: r.get(0)?, created_at: r.get(1)?, last_seen: r.get(2)? }),
         )
         .optional()?)
 }
@@ -48,10 +42,7 @@ pub fn touch(conn: &Connection, session_id: &str, now: u64) -> Result<()> {
 
 /// Forgets sessions not seen for `idle_secs`, so the table stays small.
 pub fn prune(conn: &Connection, now: u64, idle_secs: u64) -> Result<usize> {
-    Ok(conn.execute(
-        "DELETE FROM sessions WHERE last_seen < ?1",
-        [now.saturating_sub(idle_secs)],
-    )?)
+    Ok(conn.execute("DELETE FROM sessions WHERE last_seen < ?1", [now.saturating_sub(idle_secs)])?)
 }
 
 pub fn end_all_for_user(conn: &Connection, user_id: i64) -> Result<usize> {

@@ -159,9 +159,7 @@ pub fn require(conn: &Connection, name: &Username) -> Result<User> {
 pub fn list(conn: &Connection) -> Result<Vec<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users ORDER BY name");
     let mut stmt = conn.prepare(&sql)?;
-    let users = stmt
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let users = stmt.query_map([], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(users)
 }
 
@@ -366,14 +364,8 @@ mod tests {
     fn changes_to_missing_users_say_so() {
         let (_dir, store) = temp_store();
         let ghost = Username::parse("ghost").unwrap();
-        assert!(matches!(
-            remove(store.conn(), &ghost),
-            Err(StoreError::NoSuchUser(_))
-        ));
-        assert!(matches!(
-            unlock(store.conn(), &ghost, 1),
-            Err(StoreError::NoSuchUser(_))
-        ));
+        assert!(matches!(remove(store.conn(), &ghost), Err(StoreError::NoSuchUser(_))));
+        assert!(matches!(unlock(store.conn(), &ghost, 1), Err(StoreError::NoSuchUser(_))));
         let disabled = set_state(store.conn(), &ghost, UserState::Disabled, 1);
         assert!(matches!(disabled, Err(StoreError::NoSuchUser(_))));
     }

@@ -1,0 +1,155 @@
+//! `init`, `check` and `audit`.
+
+use super::{time_text, Context, JsonFlag};
+use crate::auth::{authenticate, AuthRequest, SessionState};
+use crate::config::Config;
+use crate::secret::Sensitive;
+use crate::store::{audit, AuditEntry, Store};
+use anyhow::{Context as _, Result};
+use clap::Args;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Issuer name shown in authenticator apps (written to the new config file).
+    #[arg(long)]
+    pub issuer: Option<String>,
+}
+
+pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
+    let paths = &ctx.paths;
+    for dir in [paths.config_file.parent(), Some(paths.data_dir.as_path())].into_iter().flatten() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+
+    if paths.config_file.exists() {
+        Config::load(&paths.config_file)?;
+        eprintln!("Kept the existing configuration {}", paths.config_file.display());
+    } else {
+        let mut text = Config::default_file_text();
+        if let Some(issuer) = &args.issuer {
+            let mut config = Config::default();
+            config.otp.issuer = issuer.clone();
+            config.validate().map_err(anyhow::Error::msg)?;
+            let quoted = toml::Value::String(issuer.clone()).to_string();
+            text = text.replacen("issuer = \"OpenVPN\"", &format!("issuer = {quoted}"), 1);
+        }
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&paths.config_file)
+            .with_context(|| format!("cannot create {}", paths.config_file.display()))?;
+        file.write_all(text.as_bytes())?;
+        eprintln!("Wrote the configuration {}", paths.config_file.display());
+    }
+
+    let existed = paths.store().exists();
+    let store = Store::create(&paths.store())?;
+    let now = crate::unix_now();
+    if !existed {
+        audit::append(store.conn(), &AuditEntry::admin(now, "init", None))?;
+    }
+    eprintln!("{} the store {}", if existed { "Kept" } else { "Created" }, paths.store().display());
+    eprintln!("Next: `ovpn-mfa user add NAME` to enrol a user.");
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The user name.
+    pub name: String,
+    /// The code from the authenticator app (or a recovery code). With a password, give
+    /// PASSWORD+CODE in one string, or use --password-stdin.
+    pub code: String,
+    /// Read the user's password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+pub fn check(ctx: &Context, args: &CheckArgs) -> Result<i32> {
+    let (config, mut store) = ctx.config_and_store()?;
+    let field = if args.password_stdin {
+        let password = super::read_stdin_line("the password")?;
+        Sensitive::new(format!("{password}{}", args.code))
+    } else {
+        Sensitive::new(args.code.as_str())
+    };
+    let request = AuthRequest {
+        username: &args.name,
+        password: &field,
+        session_state: SessionState::NoToken,
+        session_id: None,
+        source: Some("cli"),
+    };
+    let decision = authenticate(&mut store, &config, crate::unix_now(), &request);
+    tracing::debug!("{decision}");
+    if args.json.json {
+        let value = serde_json::json!({
+            "user": decision.user,
+            "decision": decision.decision_word(),
+            "reason": decision.reason(),
+        });
+        println!("{value}");
+    }
+    match decision.outcome {
+        crate::auth::Outcome::Accepted => {
+            if !args.json.json {
+                println!("accepted");
+            }
+            Ok(0)
+        }
+        crate::auth::Outcome::Refused(_) => {
+            eprintln!("refused: {}", decision.reason());
+            Ok(1)
+        }
+        crate::auth::Outcome::Failed(ref e) => anyhow::bail!("{e}"),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Only entries about this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// How many of the newest entries to show.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+pub fn audit(ctx: &Context, args: &AuditArgs) -> Result<i32> {
+    let store = ctx.store()?;
+    let user = match &args.user {
+        Some(name) => Some(crate::username::Username::parse(name)?.to_string()),
+        None => None,
+    };
+    let rows = audit::recent(store.conn(), user.as_deref(), args.limit)?;
+    if args.json.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    for row in rows {
+        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        println!(
+            "{} {} {} user={} source={} method={} session_state={} reason={}",
+            time_text(row.at),
+            row.kind.as_str(),
+            row.decision,
+            dash(&row.user),
+            dash(&row.source),
+            dash(&row.method),
+            dash(&row.session_state),
+            dash(&row.reason),
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,407 @@
+//! `user ...`: enrolment and account management.
+
+use super::{confirm, read_stdin_line, time_text, Context, JsonFlag};
+use crate::auth::{generate_recovery_codes, lockout, password};
+use crate::config::Config;
+use crate::otp::{otpauth_uri, OtpKey, TotpParams};
+use crate::secret::Sensitive;
+use crate::store::users::{self, ClientMethod, NewUser, User, UserState};
+use crate::store::{audit, recovery, sessions, AuditEntry};
+use crate::username::Username;
+use anyhow::{Context as _, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Enrol a user: prints the QR code to scan, the otpauth URI and the secret, once.
+    Add(AddArgs),
+    /// List users.
+    List(JsonFlag),
+    /// Show one user (never the secret).
+    Show(NameArgs),
+    /// Refuse the user's logins, including renegotiations of live sessions.
+    Disable(NameArgs),
+    /// Allow a disabled user to log in again.
+    Enable(NameArgs),
+    /// Delete the user, their secret, recovery codes and sessions.
+    Remove(ConfirmArgs),
+    /// Give the user a new OTP secret; the old one stops working at once.
+    ResetOtp(ResetArgs),
+    /// Clear failure counters and any lockout.
+    Unlock(NameArgs),
+    /// Make 8 new single-use recovery codes (shown once); earlier ones are revoked.
+    RecoveryCodes(ConfirmArgs),
+    /// Set or clear the user's password (the optional third factor).
+    SetPassword(SetPasswordArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfirmArgs {
+    pub name: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Args, Debug)]
+pub struct QrArgs {
+    /// Write the QR code to this PNG file (created 0600) instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub qr_png: Option<PathBuf>,
+    /// Write the QR code to this SVG file (created 0600) instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub qr_svg: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    pub name: String,
+    /// Read a password for the user from standard input (then the user signs in with
+    /// certificate, password and code).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Issuer shown in the authenticator app (default: otp.issuer from the config).
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// How the user's client will send the code (default: scrv1 with a password, else otp).
+    #[arg(long, value_enum)]
+    pub method: Option<ClientMethod>,
+    /// Import an existing base32 secret instead of generating one.
+    #[arg(long, value_name = "BASE32")]
+    pub secret: Option<String>,
+    #[command(flatten)]
+    pub qr: QrArgs,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Args, Debug)]
+pub struct ResetArgs {
+    pub name: String,
+    #[arg(long)]
+    pub issuer: Option<String>,
+    #[arg(long, short)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub qr: QrArgs,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Args, Debug)]
+pub struct SetPasswordArgs {
+    pub name: String,
+    /// Read the new password from standard input.
+    #[arg(long, conflicts_with = "clear", required_unless_present = "clear")]
+    pub password_stdin: bool,
+    /// Remove the password: the user signs in with certificate and code only.
+    #[arg(long)]
+    pub clear: bool,
+}
+
+pub fn run(ctx: &Context, command: UserCommand) -> Result<i32> {
+    match command {
+        UserCommand::Add(args) => add(ctx, &args),
+        UserCommand::List(json) => list(ctx, json),
+        UserCommand::Show(args) => show(ctx, &args),
+        UserCommand::Disable(args) => set_state(ctx, &args, UserState::Disabled),
+        UserCommand::Enable(args) => set_state(ctx, &args, UserState::Enabled),
+        UserCommand::Remove(args) => remove(ctx, &args),
+        UserCommand::ResetOtp(args) => reset_otp(ctx, &args),
+        UserCommand::Unlock(args) => unlock(ctx, &args),
+        UserCommand::RecoveryCodes(args) => recovery_codes(ctx, &args),
+        UserCommand::SetPassword(args) => set_password(ctx, &args),
+    }
+}
+
+fn add(ctx: &Context, args: &AddArgs) -> Result<i32> {
+    let name = Username::parse(&args.name)?;
+    let config = ctx.config()?;
+    let issuer = issuer(&config, args.issuer.as_deref())?;
+    let key = match &args.secret {
+        Some(text) => OtpKey::from_base32(text)?,
+        None => OtpKey::generate(),
+    };
+    let params = config.totp_params();
+    let hash = if args.password_stdin {
+        let password = Sensitive::from(read_stdin_line("the password")?);
+        Some(password::hash(&password, &config.password).map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    let method =
+        args.method.unwrap_or(if hash.is_some() { ClientMethod::Scrv1 } else { ClientMethod::Otp });
+    if method == ClientMethod::Concat || method == ClientMethod::Scrv1 {
+        anyhow::ensure!(hash.is_some(), "--method {method} needs a password (--password-stdin)");
+    }
+
+    let mut store = ctx.store()?;
+    let now = crate::unix_now();
+    let tx = store.write()?;
+    let new = NewUser {
+        name: &name,
+        key: &key,
+        params,
+        password_hash: hash.as_deref(),
+        client_method: method,
+    };
+    users::insert(&tx, &new, now)?;
+    audit::append(&tx, &AuditEntry::admin(now, "user-add", Some(name.as_str())))?;
+    tx.commit()?;
+
+    show_enrolment(&name, &issuer, &key, &params, &args.qr, args.json.json)?;
+    Ok(0)
+}
+
+fn issuer(config: &Config, flag: Option<&str>) -> Result<String> {
+    let issuer = flag.unwrap_or(&config.otp.issuer).to_owned();
+    anyhow::ensure!(
+        !issuer.is_empty() && !issuer.contains(':') && issuer.len() <= 64,
+        "the issuer must be 1 to 64 characters without ':'"
+    );
+    Ok(issuer)
+}
+
+/// The one place a secret is ever shown: right after `user add` or `user reset-otp`.
+fn show_enrolment(
+    name: &Username,
+    issuer: &str,
+    key: &OtpKey,
+    params: &TotpParams,
+    qr: &QrArgs,
+    json: bool,
+) -> Result<()> {
+    let uri = otpauth_uri(issuer, name.as_str(), key, params);
+    let secret = key.to_base32();
+    for (path, bytes) in [
+        (&qr.qr_png, qr.qr_png.as_ref().map(|_| crate::qr::png(&uri, 8))),
+        (&qr.qr_svg, qr.qr_svg.as_ref().map(|_| crate::qr::svg(&uri).map(String::into_bytes))),
+    ] {
+        if let (Some(path), Some(bytes)) = (path, bytes) {
+            let bytes = bytes.map_err(anyhow::Error::msg)?;
+            crate::qr::write_private(path, &bytes)
+                .with_context(|| format!("cannot write the QR code to {}", path.display()))?;
+        }
+    }
+
+    if json {
+        let value = json!({
+            "user": name.as_str(),
+            "issuer": issuer,
+            "otpauth_uri": uri,
+            "secret": secret,
+            "algorithm": params.algorithm.as_str(),
+            "digits": params.digits,
+            "period": params.period,
+        });
+        println!("{value}");
+        return Ok(());
+    }
+    if qr.qr_png.is_none() && qr.qr_svg.is_none() {
+        println!("Scan this QR code with an authenticator app:\n");
+        println!("{}", crate::qr::terminal(&uri).map_err(anyhow::Error::msg)?);
+    } else {
+        for path in [&qr.qr_png, &qr.qr_svg].into_iter().flatten() {
+            println!("QR code written to {}", path.display());
+        }
+    }
+    println!("User:   {name}");
+    println!("Secret: {secret}");
+    println!("URI:    {uri}");
+    println!("\nThe secret is shown only this once. Keep it out of tickets and chat.");
+    Ok(())
+}
+
+fn user_json(user: &User, recovery_left: u32, now: u64) -> serde_json::Value {
+    json!({
+        "user": user.name,
+        "state": user.state,
+        "method": user.client_method,
+        "password": user.password_hash.is_some(),
+        "algorithm": user.params.algorithm.as_str(),
+        "digits": user.params.digits,
+        "period": user.params.period,
+        "last_login": user.last_step.map(|s| time_text(s * user.params.period)),
+        "failures": user.lock.fail_count,
+        "locked_until": lockout::is_locked(&user.lock, now).then(|| time_text(user.lock.locked_until)),
+        "recovery_codes_left": recovery_left,
+        "created": time_text(user.created_at),
+        "updated": time_text(user.updated_at),
+    })
+}
+
+fn list(ctx: &Context, json: JsonFlag) -> Result<i32> {
+    let store = ctx.store()?;
+    let now = crate::unix_now();
+    let all = users::list(store.conn())?;
+    if json.json {
+        let values: Vec<_> = all
+            .iter()
+            .map(|u| Ok(user_json(u, recovery::remaining(store.conn(), u.id)?, now)))
+            .collect::<Result<_>>()?;
+        println!("{}", serde_json::to_string_pretty(&values)?);
+        return Ok(0);
+    }
+    if all.is_empty() {
+        eprintln!("No users yet. Add one with `ovpn-mfa user add NAME`.");
+    }
+    for user in all {
+        let locked = if lockout::is_locked(&user.lock, now) { " locked" } else { "" };
+        println!(
+            "{:<24} {}{} method={}",
+            user.name,
+            user.state.as_str(),
+            locked,
+            user.client_method
+        );
+    }
+    Ok(0)
+}
+
+fn show(ctx: &Context, args: &NameArgs) -> Result<i32> {
+    let name = Username::parse(&args.name)?;
+    let store = ctx.store()?;
+    let user = users::require(store.conn(), &name)?;
+    let value = user_json(&user, recovery::remaining(store.conn(), user.id)?, crate::unix_now());
+    if args.json.json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(0);
+    }
+    for (field, v) in value.as_object().into_iter().flatten() {
+        let text = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "-".into(),
+            other => other.to_string(),
+        };
+        println!("{field:<20} {text}");
+    }
+    Ok(0)
+}
+
+fn set_state(ctx: &Context, args: &NameArgs, state: UserState) -> Result<i32> {
+    let name = Username::parse(&args.name)?;
+    let mut store = ctx.store()?;
+    let now = crate::unix_now();
+    let tx = store.write()?;
+    users::set_state(&tx, &name, state, now)?;
+    let action = if state == UserState::Disabled { "user-disable" } else { "user-enable" };
+    audit::append(&tx, &AuditEntry::admin(now, action, Some(name.as_str())))?;
+    tx.commit()?;
+    report(args.json.json, &name, state.as_str());
+    if state == UserState::Disabled && !args.json.json {
+        eprintln!("Live sessions of {name} are refused at their next renegotiation.");
+    }
+    Ok(0)
+}
+
+fn remove(ctx: &Context, args: &ConfirmArgs) -> Result<i32> {
+    let name = Username::parse(&args.name)?;
+    let mut store = ctx.store()?;
+    users::require(store.conn(), &name)?;
+    confirm(&format!("Remove {name} and their OTP secret?"), args.yes)?;
+    let now = crate::unix_now();
+    let tx = store.write()?;
+    users::remove(&tx, &name)?;
+    audit::append(&tx, &AuditEntry::admin(now, "user-remove", Some(name.as_str())))?;
+    tx.commit()?;
+    report(args.json.json, &name, "removed");
+    Ok(0)
+}
+
+fn reset_otp(ctx: &Context, args: &ResetArgs) -> Result<i32> {
+    let name = Username::parse(&args.name)?;
+    let config = ctx.config()?;
+    let issuer = issuer(&config, args.issuer.as_deref())?;
+    let mut store = ctx.store()?;
+    let user = users::require(store.conn(), &name)?;
+    confirm(
+        &format!("Replace the OTP secret of {name}? Their app entry stops working."),
+        args.yes,
+    )?;
+    let key = OtpKey::generate();
+    let params = config.totp_params();
+    let now = crate::unix_now();
+    let tx = store.write()?;
+    users::replace_secret(&tx, &name, &key, &params, now)?;
+    sessions::end_all_for_user(&tx, user.id)?;
+    audit::append(&tx, &AuditEntry::admin(now, "user-reset-otp", Some(name.as_str())))?;
+    tx.commit()?;
+    show_enrolment(&name, &issuer, &key, &params, &args.qr, args.json.json)?;
+    Ok(0)
+}
+
+fn unlock(ctx: &Context, args: &NameArgs) -> Result<i32> {
+    let name = Username::parse(&args.name)?;
+    let mut store = ctx.store()?;
+    let now = crate::unix_now();
+    let tx = store.write()?;
+    users::unlock(&tx, &name, now)?;
+    audit::append(&tx, &AuditEntry::admin(now, "user-unlock", Some(name.as_str())))?;
+    tx.commit()?;
+    report(args.json.json, &name, "unlocked");
+    Ok(0)
+}
+
+fn recovery_codes(ctx: &Context, args: &ConfirmArgs) -> Result<i32> {
+    let name = Username::parse(&args.name)?;
+    let mut store = ctx.store()?;
+    let user = users::require(store.conn(), &name)?;
+    if recovery::remaining(store.conn(), user.id)? > 0 {
+        confirm(&format!("Revoke the recovery codes {name} has and make new ones?"), args.yes)?;
+    }
+    let codes = generate_recovery_codes(8);
+    let now = crate::unix_now();
+    let tx = store.write()?;
+    recovery::replace(&tx, user.id, &codes)?;
+    audit::append(&tx, &AuditEntry::admin(now, "user-recovery-codes", Some(name.as_str())))?;
+    tx.commit()?;
+    if args.json.json {
+        println!("{}", json!({ "user": name.as_str(), "recovery_codes": codes }));
+    } else {
+        println!("Recovery codes for {name}, each usable once in place of a code:\n");
+        for code in &codes {
+            println!("  {code}");
+        }
+        println!("\nThey are shown only this once; earlier codes no longer work.");
+    }
+    Ok(0)
+}
+
+fn set_password(ctx: &Context, args: &SetPasswordArgs) -> Result<i32> {
+    let name = Username::parse(&args.name)?;
+    let config = ctx.config()?;
+    let hash = if args.clear {
+        None
+    } else {
+        let password = Sensitive::from(read_stdin_line("the password")?);
+        Some(password::hash(&password, &config.password).map_err(anyhow::Error::msg)?)
+    };
+    let mut store = ctx.store()?;
+    let now = crate::unix_now();
+    let tx = store.write()?;
+    users::set_password_hash(&tx, &name, hash.as_deref(), now)?;
+    let action = if args.clear { "user-clear-password" } else { "user-set-password" };
+    audit::append(&tx, &AuditEntry::admin(now, action, Some(name.as_str())))?;
+    tx.commit()?;
+    report(false, &name, if args.clear { "password cleared" } else { "password set" });
+    Ok(0)
+}
+
+fn report(json: bool, name: &Username, what: &str) {
+    if json {
+        println!("{}", json!({ "user": name.as_str(), "result": what }));
+    } else {
+        println!("{name}: {what}");
+    }
+}
