@@ -162,7 +162,6 @@ pub struct Lab {
     server: Option<Proc>,
     server_starts: u32,
     clients: Vec<(Arc<Proc>, bool)>,
-    // Declared last so it is removed after the processes using it are gone.
     pki: Pki,
     dir: TempDir,
 }
@@ -356,23 +355,9 @@ impl Lab {
         );
         let target = self.server_tunnel_ip().to_string();
         let count = count.to_string();
-        let out = netns::netns_exec(
-            &self.client_ns,
-            &[
-                "ping",
-                "-n",
-                "-q",
-                "-c",
-                &count,
-                "-i",
-                "0.2",
-                "-W",
-                "2",
-                "-I",
-                &client.dev,
-                &target,
-            ],
-        );
+        let mut args = vec!["ping", "-n", "-q", "-i", "0.2", "-W", "2"];
+        args.extend(["-c", &count, "-I", &client.dev, &target]);
+        let out = netns::netns_exec(&self.client_ns, &args);
         let output = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
