@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what ovpn-mfa's demo and tests need on a Debian or Ubuntu machine (run as root).
+# Quiet when everything is already there.
+set -euo pipefail
+
+packages=(openvpn oathtool zbar-tools iproute2 iputils-ping openssl procps)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "Installing from Debian's packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "cargo (Rust) is needed to build ovpn-mfa: install it from rustup or your distribution" >&2
+  exit 1
+fi

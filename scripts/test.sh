@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need, checks formatting and lints, then runs
+# every test, including the end-to-end ones with real OpenVPN servers and clients in network
+# namespaces (these need root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "The end-to-end tests create network namespaces: run this as root (sudo $0)." >&2
+  exit 1
+fi
+scripts/deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --workspace --no-fail-fast 2>&1
