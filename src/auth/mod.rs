@@ -251,6 +251,21 @@ pub fn authenticate(
     decision
 }
 
+/// A decision that could not be made (no store, no config, no credentials). The caller logs
+/// it; without a store there is nowhere to audit it.
+pub fn failed_decision(req: &AuthRequest<'_>, message: String, store_busy: bool) -> Decision {
+    Decision {
+        user: printable(req.username),
+        source: req.source.map(printable).unwrap_or_else(|| "-".into()),
+        method: "-",
+        session_state: req.session_state.as_str().to_owned(),
+        note: None,
+        audited: false,
+        busy: store_busy,
+        outcome: Outcome::Failed(message),
+    }
+}
+
 /// Writes the decision's audit row in the transaction that holds its state change, then
 /// commits both at once.
 fn commit_decision(
