@@ -1,0 +1,1 @@
+//! The in-process OpenVPN plugin front end of ovpn-mfa (work in progress).
