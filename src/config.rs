@@ -139,7 +139,7 @@ impl Default for OpenVpnConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source} (run `ovpn-mfa init` first?)")]
+    #[error("cannot read {path} (run `ovpn-mfa init` first?)")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -147,8 +147,12 @@ pub enum ConfigError {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
+        let bytes = std::fs::read(path)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = String::from_utf8(bytes).map_err(|_| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: "not UTF-8 text".into(),
+        })?;
         Self::parse(&text)
             .map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })
     }

@@ -147,8 +147,9 @@ fn add(ctx: &Context, args: &AddArgs) -> Result<i32> {
     }
 
     let mut store = ctx.store()?;
+    let uri = otpauth_uri(&issuer, name.as_str(), &key, &params);
+    let written = write_qr_files(&uri, &args.qr)?;
     let now = crate::unix_now();
-    let tx = store.write()?;
     let new = NewUser {
         name: &name,
         key: &key,
@@ -156,9 +157,17 @@ fn add(ctx: &Context, args: &AddArgs) -> Result<i32> {
         password_hash: hash.as_deref(),
         client_method: method,
     };
-    users::insert(&tx, &new, now)?;
-    audit::append(&tx, &AuditEntry::admin(now, "user-add", Some(name.as_str())))?;
-    tx.commit()?;
+    let stored = (|| -> Result<()> {
+        let tx = store.write()?;
+        users::insert(&tx, &new, now)?;
+        audit::append(&tx, &AuditEntry::admin(now, "user-add", Some(name.as_str())))?;
+        tx.commit()?;
+        Ok(())
+    })();
+    if let Err(e) = stored {
+        remove_files(&written);
+        return Err(e);
+    }
 
     show_enrolment(&name, &issuer, &key, &params, &args.qr, args.json.json)?;
     Ok(0)
@@ -184,17 +193,6 @@ fn show_enrolment(
 ) -> Result<()> {
     let uri = otpauth_uri(issuer, name.as_str(), key, params);
     let secret = key.to_base32();
-    for (path, bytes) in [
-        (&qr.qr_png, qr.qr_png.as_ref().map(|_| crate::qr::png(&uri, 8))),
-        (&qr.qr_svg, qr.qr_svg.as_ref().map(|_| crate::qr::svg(&uri).map(String::into_bytes))),
-    ] {
-        if let (Some(path), Some(bytes)) = (path, bytes) {
-            let bytes = bytes.map_err(anyhow::Error::msg)?;
-            crate::qr::write_private(path, &bytes)
-                .with_context(|| format!("cannot write the QR code to {}", path.display()))?;
-        }
-    }
-
     if json {
         let value = json!({
             "user": name.as_str(),
@@ -221,6 +219,36 @@ fn show_enrolment(
     println!("URI:    {uri}");
     println!("\nThe secret is shown only this once. Keep it out of tickets and chat.");
     Ok(())
+}
+
+/// Writes the QR code files before anything is stored: a path that cannot be written must
+/// not leave behind a user (or a new secret) that nobody was shown. On failure, the files
+/// already written are removed.
+fn write_qr_files(uri: &str, qr: &QrArgs) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (path, bytes) in [
+        (&qr.qr_png, qr.qr_png.as_ref().map(|_| crate::qr::png(uri, 8))),
+        (&qr.qr_svg, qr.qr_svg.as_ref().map(|_| crate::qr::svg(uri).map(String::into_bytes))),
+    ] {
+        if let (Some(path), Some(bytes)) = (path, bytes) {
+            let result = bytes.map_err(anyhow::Error::msg).and_then(|bytes| {
+                crate::qr::write_private(path, &bytes)
+                    .with_context(|| format!("cannot write the QR code to {}", path.display()))
+            });
+            if let Err(e) = result {
+                remove_files(&written);
+                return Err(e);
+            }
+            written.push(path.clone());
+        }
+    }
+    Ok(written)
+}
+
+fn remove_files(paths: &[PathBuf]) {
+    for path in paths {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 fn user_json(user: &User, recovery_left: u32, now: u64) -> serde_json::Value {
@@ -331,12 +359,21 @@ fn reset_otp(ctx: &Context, args: &ResetArgs) -> Result<i32> {
     )?;
     let key = OtpKey::generate();
     let params = config.totp_params();
+    let uri = otpauth_uri(&issuer, name.as_str(), &key, &params);
+    let written = write_qr_files(&uri, &args.qr)?;
     let now = crate::unix_now();
-    let tx = store.write()?;
-    users::replace_secret(&tx, &name, &key, &params, now)?;
-    sessions::end_all_for_user(&tx, user.id)?;
-    audit::append(&tx, &AuditEntry::admin(now, "user-reset-otp", Some(name.as_str())))?;
-    tx.commit()?;
+    let stored = (|| -> Result<()> {
+        let tx = store.write()?;
+        users::replace_secret(&tx, &name, &key, &params, now)?;
+        sessions::end_all_for_user(&tx, user.id)?;
+        audit::append(&tx, &AuditEntry::admin(now, "user-reset-otp", Some(name.as_str())))?;
+        tx.commit()?;
+        Ok(())
+    })();
+    if let Err(e) = stored {
+        remove_files(&written);
+        return Err(e);
+    }
     show_enrolment(&name, &issuer, &key, &params, &args.qr, args.json.json)?;
     Ok(0)
 }
