@@ -5,6 +5,7 @@
 //! - [`auth`]: the login decision shared by every front end; time and store come in.
 //! - [`store`]: the SQLite store (users, replay and lockout state, audit log).
 //! - [`openvpn`]: the boundary with OpenVPN (the `verify` script, config snippets).
+//! - [`setup`]: server setup (PKI, OpenVPN config, NAT), profiles, adopting a server.
 //! - [`cli`]: the admin commands; `main.rs` only parses and dispatches.
 
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod openvpn;
 pub mod otp;
 pub mod qr;
 pub mod secret;
+pub mod setup;
 pub mod store;
 pub mod username;
 

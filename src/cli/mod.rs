@@ -41,6 +41,9 @@ pub enum Command {
     /// The OpenVPN side: the verifier and configuration lines.
     #[command(subcommand)]
     Openvpn(OpenvpnCommand),
+    /// Set up a road-warrior OpenVPN server with MFA, or add MFA to an existing one.
+    #[command(subcommand)]
+    Server(ServerCommand),
     /// The verifier OpenVPN runs through `auth-user-pass-verify ... via-file` (or via-env).
     /// Exit 0 accepts, 1 refuses, 2 defers the answer to a background worker.
     Verify(crate::openvpn::verify::VerifyArgs),
@@ -55,6 +58,14 @@ pub enum OpenvpnCommand {
     ServerConfig(crate::openvpn::snippets::ServerConfigArgs),
     /// Print the client-side lines for a user.
     ClientConfig(crate::openvpn::snippets::ClientConfigArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServerCommand {
+    /// Create the PKI, the server configuration (with MFA), forwarding and NAT, and start it.
+    Init(crate::setup::server::InitArgs),
+    /// Add MFA to an existing server configuration (backed up first; idempotent).
+    Adopt(crate::setup::adopt::AdoptArgs),
 }
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -86,7 +97,9 @@ impl Context {
 }
 
 pub fn run(cli: Cli) -> Result<i32> {
-    let ctx = Context { paths: Paths::new(cli.dir.as_deref()), dir: cli.dir.clone() };
+    // Paths end up in OpenVPN's configuration, which resolves them from its own directory.
+    let dir = cli.dir.as_deref().map(std::path::absolute).transpose()?;
+    let ctx = Context { paths: Paths::new(dir.as_deref()), dir };
     match cli.command {
         Command::Init(args) => admin::init(&ctx, &args),
         Command::User(cmd) => user::run(&ctx, cmd),
@@ -98,9 +111,16 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Openvpn(OpenvpnCommand::ClientConfig(args)) => {
             crate::openvpn::snippets::client_config(&ctx, &args)
         }
+        Command::Server(ServerCommand::Init(args)) => crate::setup::server::init(&ctx, &args),
+        Command::Server(ServerCommand::Adopt(args)) => crate::setup::adopt::adopt(&ctx, &args),
         Command::Verify(args) => Ok(crate::openvpn::verify::run(&ctx, &args)),
         Command::VerifyWorker => Ok(crate::openvpn::verify::run_worker(&ctx)),
     }
+}
+
+/// `init` with default options, for commands that set up the store as one of their steps.
+pub fn admin_init(ctx: &Context) -> Result<i32> {
+    admin::init(ctx, &admin::InitArgs { issuer: None })
 }
 
 /// Reads one line (a password) from standard input, without the line ending.

@@ -5,6 +5,7 @@ use crate::auth::{generate_recovery_codes, lockout, password};
 use crate::config::Config;
 use crate::otp::{otpauth_uri, OtpKey, TotpParams};
 use crate::secret::Sensitive;
+use crate::setup::{profile, ServerState};
 use crate::store::users::{self, ClientMethod, NewUser, User, UserState};
 use crate::store::{audit, recovery, sessions, AuditEntry};
 use crate::username::Username;
@@ -35,6 +36,8 @@ pub enum UserCommand {
     RecoveryCodes(ConfirmArgs),
     /// Set or clear the user's password (the optional third factor).
     SetPassword(SetPasswordArgs),
+    /// Issue a new client certificate and profile (NAME.ovpn); the old certificate is revoked.
+    Profile(NameArgs),
 }
 
 #[derive(Args, Debug)]
@@ -122,6 +125,7 @@ pub fn run(ctx: &Context, command: UserCommand) -> Result<i32> {
         UserCommand::Unlock(args) => unlock(ctx, &args),
         UserCommand::RecoveryCodes(args) => recovery_codes(ctx, &args),
         UserCommand::SetPassword(args) => set_password(ctx, &args),
+        UserCommand::Profile(args) => profile_command(ctx, &args),
     }
 }
 
@@ -169,7 +173,21 @@ fn add(ctx: &Context, args: &AddArgs) -> Result<i32> {
         return Err(e);
     }
 
-    show_enrolment(&name, &issuer, &key, &params, &args.qr, args.json.json)?;
+    // With a server set up by `server init`, the user also gets a certificate and profile.
+    // The secret is shown even if that fails, so the enrolment is never lost.
+    let profile = match ServerState::load(&ctx.paths.data_dir) {
+        Ok(Some(state)) => Some(profile::issue(&state, name.as_str(), method)),
+        Ok(None) => None,
+        Err(e) => Some(Err(e)),
+    };
+    let profile_path = profile.as_ref().and_then(|p| p.as_ref().ok()).cloned();
+    show_enrolment(&name, &issuer, &key, &params, &args.qr, args.json.json, profile_path)?;
+    if let Some(Err(e)) = profile {
+        return Err(e.context(format!(
+            "{name} was enrolled, but their profile could not be written; retry with \
+             `ovpn-mfa user profile {name}`"
+        )));
+    }
     Ok(0)
 }
 
@@ -190,11 +208,12 @@ fn show_enrolment(
     params: &TotpParams,
     qr: &QrArgs,
     json: bool,
+    profile: Option<PathBuf>,
 ) -> Result<()> {
     let uri = otpauth_uri(issuer, name.as_str(), key, params);
     let secret = key.to_base32();
     if json {
-        let value = json!({
+        let mut value = json!({
             "user": name.as_str(),
             "issuer": issuer,
             "otpauth_uri": uri,
@@ -203,6 +222,9 @@ fn show_enrolment(
             "digits": params.digits,
             "period": params.period,
         });
+        if let Some(path) = &profile {
+            value["profile"] = json!(path);
+        }
         println!("{value}");
         return Ok(());
     }
@@ -217,6 +239,9 @@ fn show_enrolment(
     println!("User:   {name}");
     println!("Secret: {secret}");
     println!("URI:    {uri}");
+    if let Some(path) = &profile {
+        println!("Profile: {} (certificate and keys inside: send it privately)", path.display());
+    }
     println!("\nThe secret is shown only this once. Keep it out of tickets and chat.");
     Ok(())
 }
@@ -344,6 +369,38 @@ fn remove(ctx: &Context, args: &ConfirmArgs) -> Result<i32> {
     audit::append(&tx, &AuditEntry::admin(now, "user-remove", Some(name.as_str())))?;
     tx.commit()?;
     report(args.json.json, &name, "removed");
+
+    // The certificate goes into the CRL, which OpenVPN checks at every connection and
+    // renegotiation; live sessions are ended now through the management socket.
+    if let Some(state) = ServerState::load(&ctx.paths.data_dir)? {
+        let mut pki = crate::setup::pki::Pki::load(&state.pki_dir)?;
+        if pki.revoke(name.as_str())? {
+            eprintln!("Revoked the certificate of {name}.");
+        }
+        let _ = std::fs::remove_file(state.profiles_dir.join(format!("{name}.ovpn")));
+        match crate::setup::kill_sessions(&state.management_socket, name.as_str()) {
+            Ok(Some(answer)) => eprintln!("OpenVPN: {answer}"),
+            Ok(None) => eprintln!("OpenVPN is not running; nothing to disconnect."),
+            Err(e) => eprintln!("warning: could not disconnect live sessions: {e:#}"),
+        }
+    }
+    Ok(0)
+}
+
+fn profile_command(ctx: &Context, args: &NameArgs) -> Result<i32> {
+    let name = Username::parse(&args.name)?;
+    let state = ServerState::load(&ctx.paths.data_dir)?
+        .context("no server here: run `ovpn-mfa server init` first")?;
+    let store = ctx.store()?;
+    let user = users::require(store.conn(), &name)?;
+    let path = profile::issue(&state, name.as_str(), user.client_method)?;
+    let now = crate::unix_now();
+    audit::append(store.conn(), &AuditEntry::admin(now, "user-profile", Some(name.as_str())))?;
+    if args.json.json {
+        println!("{}", json!({ "user": name.as_str(), "profile": path }));
+    } else {
+        println!("Wrote {} (a new certificate; the previous one is revoked)", path.display());
+    }
     Ok(0)
 }
 
@@ -374,7 +431,7 @@ fn reset_otp(ctx: &Context, args: &ResetArgs) -> Result<i32> {
         remove_files(&written);
         return Err(e);
     }
-    show_enrolment(&name, &issuer, &key, &params, &args.qr, args.json.json)?;
+    show_enrolment(&name, &issuer, &key, &params, &args.qr, args.json.json, None)?;
     Ok(0)
 }
 

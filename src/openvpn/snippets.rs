@@ -88,7 +88,7 @@ pub fn server_config(ctx: &Context, args: &ServerConfigArgs) -> Result<i32> {
 }
 
 /// `openvpn --genkey auth-token FILE`, then mode 0600 whatever the umask was.
-fn create_token_secret(path: &Path) -> Result<()> {
+pub fn create_token_secret(path: &Path) -> Result<()> {
     let status = std::process::Command::new("openvpn")
         .arg("--genkey")
         .arg("auth-token")

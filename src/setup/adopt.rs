@@ -1,0 +1,284 @@
+//! `ovpn-mfa server adopt`: adds MFA to an existing server configuration, such as one made by
+//! the common road-warrior installers.
+//!
+//! The lines go into one marked block at the end of the file, so a second run finds the block
+//! and changes nothing, and a human can see what was added. Directives the file already has
+//! (hand-window, data-ciphers, script-security...) are not repeated. `reneg-sec 0`, which
+//! OpenVPN refuses together with auth-gen-token, is commented out.
+
+use crate::cli::Context;
+use crate::config::Config;
+use anyhow::{Context as _, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+pub const BEGIN: &str = "# --- ovpn-mfa begin: managed by `ovpn-mfa server adopt` ---";
+pub const END: &str = "# --- ovpn-mfa end ---";
+
+#[derive(Args, Debug)]
+pub struct AdoptArgs {
+    /// The server configuration to change.
+    pub config: PathBuf,
+    /// Print the changes without making them.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// The first word of a config line, if it is a directive.
+fn directive(line: &str) -> Option<&str> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+        return None;
+    }
+    line.split_whitespace().next()
+}
+
+fn args_of(line: &str) -> Vec<&str> {
+    line.split_whitespace().skip(1).collect()
+}
+
+/// What adopting `original` produces, and a human-readable list of the changes.
+pub fn adopt_text(original: &str, mfa_lines: &str) -> (String, Vec<String>) {
+    let mut changes = Vec::new();
+    let mut kept = Vec::new();
+    let mut in_block = false;
+    let mut old_block = Vec::new();
+    for line in original.lines() {
+        if line.trim() == BEGIN {
+            in_block = true;
+            continue;
+        }
+        if in_block {
+            if line.trim() == END {
+                in_block = false;
+            } else {
+                old_block.push(line);
+            }
+            continue;
+        }
+        if directive(line) == Some("reneg-sec") && args_of(line).first() == Some(&"0") {
+            kept.push(format!(
+                "# {line}  # disabled by ovpn-mfa: auth-gen-token keeps sessions across renegotiation"
+            ));
+            changes.push("commented out `reneg-sec 0` (key renegotiation stays on)".into());
+            continue;
+        }
+        kept.push(line.to_owned());
+    }
+
+    let present: Vec<&str> = kept.iter().filter_map(|l| directive(l)).collect();
+    let block: Vec<&str> = mfa_lines
+        .lines()
+        .filter(|l| match directive(l) {
+            Some(d) => !present.contains(&d),
+            None => true,
+        })
+        .collect();
+    if block != old_block {
+        changes.push(if old_block.is_empty() {
+            "added the ovpn-mfa block (verifier, auth-gen-token external-auth)".into()
+        } else {
+            "updated the ovpn-mfa block".into()
+        });
+    }
+    let mut text = kept.join("\n");
+    while text.ends_with('\n') {
+        text.pop();
+    }
+    text.push_str(&format!("\n\n{BEGIN}\n{}\n{END}\n", block.join("\n")));
+    (text, changes)
+}
+
+/// Warnings about the existing file that adopting does not change.
+pub fn warnings(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        match (directive(line), args_of(line).first().copied()) {
+            (Some("verify-client-cert"), Some("none" | "optional")) => out.push(format!(
+                "`{}`: without a required client certificate the code is the only factor",
+                line.trim()
+            )),
+            (Some("plugin"), _) if line.contains("auth-pam") => out.push(
+                "an auth-pam plugin is still loaded: OpenVPN requires it AND ovpn-mfa to accept; \
+                 remove it once users are imported"
+                    .into(),
+            ),
+            (Some("duplicate-cn"), _) => out.push(
+                "`duplicate-cn` lets one certificate connect many times; consider removing it"
+                    .into(),
+            ),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The user the server drops privileges to, if any.
+pub fn run_as_user(text: &str) -> Option<String> {
+    text.lines()
+        .filter(|l| directive(l) == Some("user"))
+        .find_map(|l| args_of(l).first().map(|s| s.to_string()))
+}
+
+pub fn adopt(ctx: &Context, args: &AdoptArgs) -> Result<i32> {
+    let path = &args.config;
+    let original =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config = Config::load(&ctx.paths.config_file).unwrap_or_default();
+    let binary = std::env::current_exe().context("cannot find this binary's path")?;
+    let mfa_lines = crate::openvpn::snippets::server_lines(
+        &binary,
+        ctx.dir.as_deref(),
+        &ctx.paths.auth_token_secret(),
+        &ctx.paths.openvpn_tmp_dir(),
+        &config,
+    );
+    let (text, mut changes) = adopt_text(&original, &mfa_lines);
+    let needs_store = !ctx.paths.store().exists();
+    let needs_secret = !ctx.paths.auth_token_secret().exists();
+    let run_as = run_as_user(&original);
+
+    for warning in warnings(&original) {
+        eprintln!("warning: {warning}");
+    }
+    if changes.is_empty() && !needs_store && !needs_secret {
+        println!("{}: already has MFA; nothing changed.", path.display());
+        return Ok(0);
+    }
+    if needs_store {
+        changes.push("create the ovpn-mfa configuration and store".into());
+    }
+    if needs_secret {
+        changes.push(format!(
+            "create the auth-token secret {}",
+            ctx.paths.auth_token_secret().display()
+        ));
+    }
+    if let Some(user) = &run_as {
+        changes.push(format!(
+            "give `{user}` (the server's `user`) ownership of {} so the verifier can write the store",
+            ctx.paths.data_dir.display()
+        ));
+    }
+    if args.dry_run {
+        println!("Would change {} (dry run, nothing written):", path.display());
+        for change in &changes {
+            println!("  - {change}");
+        }
+        return Ok(0);
+    }
+
+    if needs_store {
+        crate::cli::admin_init(ctx)?;
+    }
+    if needs_secret || !ctx.paths.openvpn_tmp_dir().exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(ctx.paths.openvpn_tmp_dir())?;
+        if needs_secret {
+            crate::openvpn::snippets::create_token_secret(&ctx.paths.auth_token_secret())?;
+        }
+    }
+    if text != original {
+        let backup = backup_path(path);
+        std::fs::copy(path, &backup).with_context(|| {
+            format!("cannot back up {} to {}", path.display(), backup.display())
+        })?;
+        let mode = std::fs::metadata(path).map(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.permissions().mode() & 0o777
+        })?;
+        let file_mode =
+            if mode & 0o077 == 0 { super::files::Mode::Secret } else { super::files::Mode::Public };
+        super::files::write_file(path, text.as_bytes(), file_mode)?;
+        println!("Backed up the original to {}", backup.display());
+    }
+    if let Some(user) = &run_as {
+        give_to(user, &ctx.paths.data_dir)?;
+    }
+    println!("Changed {}:", path.display());
+    for change in &changes {
+        println!("  - {change}");
+    }
+    println!("Restart the OpenVPN server to apply.");
+    Ok(0)
+}
+
+fn backup_path(path: &Path) -> PathBuf {
+    let stamp = crate::unix_now();
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".ovpn-mfa-backup-{stamp}"));
+    path.with_file_name(name)
+}
+
+/// Hands the data directory (store, tmp-dir) to the unprivileged user OpenVPN runs as, keeping
+/// the auth-token secret, which OpenVPN reads before dropping privileges, with root.
+fn give_to(user: &str, data_dir: &Path) -> Result<()> {
+    let output = std::process::Command::new("id").args(["-u", user]).output()?;
+    anyhow::ensure!(output.status.success(), "the server's `user {user}` does not exist here");
+    let uid: u32 = String::from_utf8_lossy(&output.stdout).trim().parse()?;
+    let token = data_dir.join("auth-token.key");
+    for entry in walk(data_dir)? {
+        if entry == token {
+            continue;
+        }
+        std::os::unix::fs::lchown(&entry, Some(uid), None)
+            .with_context(|| format!("cannot change the owner of {}", entry.display()))?;
+    }
+    Ok(())
+}
+
+fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = vec![dir.to_owned()];
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            out.extend(walk(&entry.path())?);
+        } else {
+            out.push(entry.path());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INSTALLER_STYLE: &str = "port 1194\nproto udp\ndev tun\nuser nobody\ngroup nogroup\n\
+        persist-key\npersist-tun\nkeepalive 10 120\ntopology subnet\nserver 10.8.0.0 255.255.255.0\n\
+        dh none\ntls-crypt tls-crypt.key\ncrl-verify crl.pem\nca ca.crt\ncert server.crt\nkey server.key\n\
+        cipher AES-128-GCM\nreneg-sec 0\nstatus /var/log/openvpn/status.log\nverb 3\n";
+
+    const MFA: &str =
+        "# ovpn-mfa\nscript-security 2\nauth-user-pass-verify \"/x verify\" via-file\n\
+        auth-gen-token 43200 3600 external-auth\nhand-window 60\nverb 3\n";
+
+    #[test]
+    fn adopting_adds_one_block_and_disables_reneg_sec_0() {
+        let (text, changes) = adopt_text(INSTALLER_STYLE, MFA);
+        assert!(text.contains(BEGIN) && text.contains(END));
+        assert!(text.contains("auth-gen-token 43200 3600 external-auth"));
+        assert!(text.contains("# reneg-sec 0"));
+        assert!(!text.lines().any(|l| l.trim() == "reneg-sec 0"));
+        // verb is already in the file, so it is not repeated.
+        assert_eq!(text.lines().filter(|l| directive(l) == Some("verb")).count(), 1);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+    }
+
+    #[test]
+    fn adopting_twice_changes_nothing() {
+        let (once, _) = adopt_text(INSTALLER_STYLE, MFA);
+        let (twice, changes) = adopt_text(&once, MFA);
+        assert_eq!(once, twice);
+        assert!(changes.is_empty(), "{changes:?}");
+    }
+
+    #[test]
+    fn the_server_user_is_found() {
+        assert_eq!(run_as_user(INSTALLER_STYLE).as_deref(), Some("nobody"));
+        assert_eq!(run_as_user("port 1\n"), None);
+    }
+}

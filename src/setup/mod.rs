@@ -1,0 +1,83 @@
+//! Setting up a road-warrior server: PKI, OpenVPN configuration, forwarding and NAT, client
+//! profiles, revocation, and adding MFA to an existing server.
+
+pub mod adopt;
+pub mod files;
+pub mod pki;
+pub mod profile;
+pub mod server;
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// What `server init` set up, kept in the data directory so that `user add` can issue
+/// certificates and profiles and `user remove` can revoke them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerState {
+    pub name: String,
+    pub endpoint: String,
+    pub port: u16,
+    pub proto: String,
+    pub config_file: PathBuf,
+    pub pki_dir: PathBuf,
+    pub profiles_dir: PathBuf,
+    pub management_socket: PathBuf,
+}
+
+pub const STATE_FILE: &str = "server.toml";
+
+impl ServerState {
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join(STATE_FILE)
+    }
+
+    /// The state if `server init` has run for this data directory.
+    pub fn load(data_dir: &Path) -> Result<Option<ServerState>> {
+        let path = Self::path(data_dir);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(
+                toml::from_str(&text)
+                    .with_context(|| format!("{} is not valid", path.display()))?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+}
+
+/// Joins an absolute system path under `root` (`/` for the real system).
+pub fn under(root: &Path, path: &str) -> PathBuf {
+    root.join(path.trim_start_matches('/'))
+}
+
+/// Ends every live session of `user` through OpenVPN's management socket (`kill <cn>`).
+/// Returns what OpenVPN answered; an absent socket (server not running) is not an error.
+pub fn kill_sessions(socket: &Path, user: &str) -> Result<Option<String>> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    let stream = match UnixStream::connect(socket) {
+        Ok(stream) => stream,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot connect to {}", socket.display())),
+    };
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    let mut writer = stream.try_clone()?;
+    writer.write_all(format!("kill {user}\nquit\n").as_bytes())?;
+    let mut answer = None;
+    for line in BufReader::new(stream).lines() {
+        let line = line?;
+        if line.starts_with("SUCCESS:") || line.starts_with("ERROR:") {
+            answer = Some(line);
+            break;
+        }
+    }
+    Ok(answer)
+}

@@ -1,0 +1,466 @@
+//! `ovpn-mfa server init`: a complete road-warrior server with MFA in one command.
+//!
+//! Every change is planned first, as a list of steps, so `--dry-run` prints exactly what a
+//! real run would do and a second run can see that nothing needs doing.
+
+use super::files::{write_file, Mode};
+use super::pki::{self, Pki};
+use super::{under, ServerState};
+use crate::cli::Context;
+use crate::config::Config;
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// The address clients connect to, as HOST or HOST:PORT (default port 1194).
+    #[arg(long)]
+    pub endpoint: String,
+    #[arg(long, value_parser = ["udp", "tcp"], default_value = "udp")]
+    pub proto: String,
+    /// The tunnel's IPv4 subnet.
+    #[arg(long, default_value = "10.8.0.0/24")]
+    pub subnet: String,
+    /// Also give clients IPv6 addresses (a private fd00::/8 subnet, NAT66).
+    #[arg(long)]
+    pub ipv6: bool,
+    /// DNS servers pushed to clients (repeat for several).
+    #[arg(long = "dns", default_values = ["1.1.1.1", "9.9.9.9"])]
+    pub dns: Vec<String>,
+    /// The OpenVPN instance name: /etc/openvpn/server/NAME.conf, openvpn-server@NAME.
+    #[arg(long, default_value = "server")]
+    pub name: String,
+    /// Prefix for every system path (for tests and image builds); nothing is written outside.
+    #[arg(long, default_value = "/")]
+    pub root: PathBuf,
+    /// Print every file and system change without making any.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Rewrite the server configuration if it differs from what would be generated.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not apply forwarding and NAT, and do not start the service.
+    #[arg(long)]
+    pub no_system: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+/// A parsed IPv4 subnet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subnet {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    pub fn parse(text: &str) -> Result<Subnet> {
+        let (addr, prefix) =
+            text.split_once('/').context("the subnet must look like 10.8.0.0/24")?;
+        let addr: Ipv4Addr = addr.parse().context("the subnet address is not IPv4")?;
+        let prefix: u8 = prefix.parse().context("the subnet prefix is not a number")?;
+        if !(16..=29).contains(&prefix) {
+            bail!("the subnet prefix must be between /16 and /29");
+        }
+        let mask = u32::MAX << (32 - prefix);
+        if u32::from(addr) & !mask != 0 {
+            bail!(
+                "{text} has host bits set; did you mean {}/{prefix}?",
+                Ipv4Addr::from(u32::from(addr) & mask)
+            );
+        }
+        Ok(Subnet { network: addr, prefix })
+    }
+
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::MAX << (32 - self.prefix))
+    }
+}
+
+impl std::fmt::Display for Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// Splits `HOST[:PORT]`, accepting `[v6]:port`.
+pub fn parse_endpoint(text: &str) -> Result<(String, u16)> {
+    let bad = || anyhow::anyhow!("the endpoint {text:?} must be HOST or HOST:PORT");
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        (host.to_owned(), after.strip_prefix(':'))
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h.to_owned(), Some(p)),
+            _ => (text.to_owned(), None),
+        }
+    };
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':');
+    if host.is_empty() || !host.chars().all(valid) {
+        return Err(bad());
+    }
+    let port = match port {
+        Some(p) => p.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?,
+        None => 1194,
+    };
+    Ok((host, port))
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    anyhow::ensure!(ok, "the instance name must be 1 to 32 letters, digits, - or _");
+    Ok(())
+}
+
+/// The server configuration file's text.
+#[allow(clippy::too_many_arguments)]
+fn server_conf(
+    args: &InitArgs,
+    port: u16,
+    subnet: &Subnet,
+    pki_dir: &Path,
+    state: &ServerState,
+    mfa_lines: &str,
+    status: &Path,
+) -> String {
+    let p = pki::Paths(pki_dir);
+    let mut text = format!(
+        "# OpenVPN road-warrior server made by `ovpn-mfa server init`.\n\
+         # Every client needs its certificate AND a TOTP code (and a password if it has one).\n\
+         port {port}\n\
+         proto {proto}\n\
+         dev tun\n\
+         topology subnet\n\
+         server {net} {mask}\n\
+         ca {ca}\n\
+         cert {cert}\n\
+         key {key}\n\
+         dh none\n\
+         ecdh-curve prime256v1\n\
+         tls-crypt {tc}\n\
+         tls-version-min 1.2\n\
+         verify-client-cert require\n\
+         remote-cert-tls client\n\
+         crl-verify {crl}\n\
+         keepalive 10 60\n\
+         persist-key\n\
+         persist-tun\n\
+         push \"redirect-gateway def1 bypass-dhcp\"\n",
+        proto = if args.proto == "tcp" { "tcp-server" } else { "udp" },
+        net = subnet.network,
+        mask = subnet.netmask(),
+        ca = p.ca_cert().display(),
+        cert = p.server_cert().display(),
+        key = p.server_key().display(),
+        tc = p.tls_crypt().display(),
+        crl = p.crl().display(),
+    );
+    if args.proto == "udp" {
+        text.push_str("explicit-exit-notify 1\n");
+    }
+    if args.ipv6 {
+        text.push_str("server-ipv6 fd42:6f76:706e::/64\npush \"redirect-gateway ipv6\"\n");
+        text.push_str("push \"route-ipv6 2000::/3\"\n");
+    }
+    for dns in &args.dns {
+        text.push_str(&format!("push \"dhcp-option DNS {dns}\"\n"));
+    }
+    text.push_str(&format!(
+        "management {} unix\nstatus {}\nverb 3\n\n{mfa_lines}",
+        state.management_socket.display(),
+        status.display()
+    ));
+    text
+}
+
+fn nat_rules(name: &str, subnet: &Subnet, ipv6: bool) -> String {
+    let table = format!("ovpn_mfa_{}", name.replace('-', "_"));
+    let mut rules = format!(
+        "# NAT for OpenVPN instance {name}, made by ovpn-mfa. Applied with nft -f.\n\
+         table inet {table}\n\
+         delete table inet {table}\n\
+         table inet {table} {{\n\
+         \tchain postrouting {{\n\
+         \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
+         \t\tip saddr {subnet} ip daddr != {subnet} masquerade\n"
+    );
+    if ipv6 {
+        rules.push_str(
+            "\t\tip6 saddr fd42:6f76:706e::/64 ip6 daddr != fd42:6f76:706e::/64 masquerade\n",
+        );
+    }
+    rules.push_str("\t}\n}\n");
+    rules
+}
+
+/// One planned change.
+enum Step {
+    Dir(PathBuf),
+    File { path: PathBuf, contents: Vec<u8>, mode: Mode },
+    Pki(PathBuf),
+    TokenSecret(PathBuf),
+    MfaStore,
+    Run { what: String, program: String, args: Vec<String> },
+}
+
+impl Step {
+    fn describe(&self) -> String {
+        match self {
+            Step::Dir(p) => format!("create directory {}", p.display()),
+            Step::File { path, mode, .. } => {
+                format!("write {} (mode {:o})", path.display(), mode.bits())
+            }
+            Step::Pki(dir) => format!(
+                "create a CA, server certificate, CRL and tls-crypt key in {}",
+                dir.display()
+            ),
+            Step::TokenSecret(p) => format!("create the auth-token secret {}", p.display()),
+            Step::MfaStore => "create the ovpn-mfa configuration and store".into(),
+            Step::Run { what, program, args } => format!("{what}: {program} {}", args.join(" ")),
+        }
+    }
+}
+
+pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
+    check_name(&args.name)?;
+    let (host, port) = parse_endpoint(&args.endpoint)?;
+    let subnet = Subnet::parse(&args.subnet)?;
+    for dns in &args.dns {
+        dns.parse::<std::net::IpAddr>()
+            .with_context(|| format!("--dns {dns:?} is not an IP address"))?;
+    }
+    let root = &args.root;
+    let openvpn_dir = under(root, "/etc/openvpn/server");
+    let pki_dir = openvpn_dir.join(&args.name);
+    let conf_path = openvpn_dir.join(format!("{}.conf", args.name));
+    let run_dir = under(root, "/run/openvpn-server");
+    let state = ServerState {
+        name: args.name.clone(),
+        endpoint: host,
+        port,
+        proto: args.proto.clone(),
+        config_file: conf_path.clone(),
+        pki_dir: pki_dir.clone(),
+        profiles_dir: ctx.paths.data_dir.join("profiles"),
+        management_socket: run_dir.join(format!("{}.sock", args.name)),
+    };
+
+    // The MFA lines come from the same code as `openvpn server-config`.
+    let config = Config::load(&ctx.paths.config_file).unwrap_or_default();
+    let binary = std::env::current_exe().context("cannot find this binary's path")?;
+    let mfa_lines = crate::openvpn::snippets::server_lines(
+        &binary,
+        ctx.dir.as_deref(),
+        &ctx.paths.auth_token_secret(),
+        &ctx.paths.openvpn_tmp_dir(),
+        &config,
+    );
+    let status = under(root, &format!("/var/log/openvpn/{}-status.log", args.name));
+    let conf = server_conf(args, port, &subnet, &pki_dir, &state, &mfa_lines, &status);
+
+    let mut steps = Vec::new();
+    if !ctx.paths.store().exists() || !ctx.paths.config_file.exists() {
+        steps.push(Step::MfaStore);
+    }
+    for dir in [&pki_dir, &run_dir, &state.profiles_dir, &ctx.paths.openvpn_tmp_dir()] {
+        if !dir.exists() {
+            steps.push(Step::Dir(dir.clone()));
+        }
+    }
+    if let Some(dir) = status.parent().filter(|d| !d.exists()) {
+        steps.push(Step::Dir(dir.to_owned()));
+    }
+    if !pki::Paths(&pki_dir).ca_key().exists() {
+        steps.push(Step::Pki(pki_dir.clone()));
+    }
+    if !ctx.paths.auth_token_secret().exists() {
+        steps.push(Step::TokenSecret(ctx.paths.auth_token_secret()));
+    }
+    match std::fs::read_to_string(&conf_path) {
+        Ok(existing) if existing == conf => {}
+        Ok(_) if !args.force => {
+            eprintln!(
+                "{} exists and differs from what would be generated; kept it (pass --force \
+                 to rewrite it, or `server adopt` to add MFA to a config of your own)",
+                conf_path.display()
+            );
+        }
+        _ => steps.push(Step::File {
+            path: conf_path.clone(),
+            contents: conf.into_bytes(),
+            mode: Mode::Public,
+        }),
+    }
+    let state_text = toml::to_string(&state)?;
+    if std::fs::read_to_string(ServerState::path(&ctx.paths.data_dir)).ok().as_deref()
+        != Some(&state_text)
+    {
+        steps.push(Step::File {
+            path: ServerState::path(&ctx.paths.data_dir),
+            contents: state_text.into_bytes(),
+            mode: Mode::Public,
+        });
+    }
+    let sysctl_path = under(root, "/etc/sysctl.d/60-ovpn-mfa.conf");
+    let mut sysctl = String::from(
+        "# Forwarding for OpenVPN clients, made by ovpn-mfa.\nnet.ipv4.ip_forward = 1\n",
+    );
+    if args.ipv6 {
+        sysctl.push_str("net.ipv6.conf.all.forwarding = 1\n");
+    }
+    let nft_path = under(root, &format!("/etc/ovpn-mfa/nat-{}.nft", args.name));
+    let nft = nat_rules(&args.name, &subnet, args.ipv6);
+    // The unit re-applies the NAT rules at every start, so they survive reboots.
+    let dropin_path = under(
+        root,
+        &format!("/etc/systemd/system/openvpn-server@{}.service.d/ovpn-mfa.conf", args.name),
+    );
+    let dropin = format!(
+        "# Made by ovpn-mfa: NAT for the VPN subnet before OpenVPN starts.\n[Service]\nExecStartPre=/usr/sbin/nft -f {}\n",
+        under(Path::new("/"), &format!("/etc/ovpn-mfa/nat-{}.nft", args.name)).display()
+    );
+    for (path, text) in [(&sysctl_path, &sysctl), (&nft_path, &nft), (&dropin_path, &dropin)] {
+        if std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
+            steps.push(Step::File {
+                path: path.clone(),
+                contents: text.clone().into_bytes(),
+                mode: Mode::Public,
+            });
+        }
+    }
+    if !args.no_system {
+        if !forwarding_on(args.ipv6) {
+            let mut sysctl_args =
+                vec!["-q".to_owned(), "-w".into(), "net.ipv4.ip_forward=1".into()];
+            if args.ipv6 {
+                sysctl_args.push("net.ipv6.conf.all.forwarding=1".into());
+            }
+            steps.push(Step::Run {
+                what: "turn on forwarding".into(),
+                program: "sysctl".into(),
+                args: sysctl_args,
+            });
+        }
+        if !nat_table_present(&args.name) {
+            steps.push(Step::Run {
+                what: "apply the NAT rules".into(),
+                program: "nft".into(),
+                args: vec!["-f".into(), nft_path.display().to_string()],
+            });
+        }
+        if root == Path::new("/") && Path::new("/run/systemd/system").exists() {
+            steps.push(Step::Run {
+                what: "start OpenVPN now and at boot".into(),
+                program: "systemctl".into(),
+                args: vec![
+                    "enable".into(),
+                    "--now".into(),
+                    format!("openvpn-server@{}", args.name),
+                ],
+            });
+        }
+    }
+
+    if steps.is_empty() {
+        println!("Nothing to do: the server {} is set up as asked.", args.name);
+        return Ok(0);
+    }
+    if args.dry_run {
+        println!("Would make these changes (dry run, nothing written):");
+        for step in &steps {
+            println!("  - {}", step.describe());
+        }
+        return Ok(0);
+    }
+    for step in &steps {
+        println!("- {}", step.describe());
+        apply(ctx, step)?;
+    }
+    println!(
+        "\nServer {} is set up. Next: `ovpn-mfa user add NAME` enrols a user and writes their \
+         profile to {}.",
+        args.name,
+        state.profiles_dir.display()
+    );
+    Ok(0)
+}
+
+fn apply(ctx: &Context, step: &Step) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match step {
+        Step::Dir(path) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .with_context(|| format!("cannot create {}", path.display())),
+        Step::File { path, contents, mode } => write_file(path, contents, *mode),
+        Step::Pki(dir) => Pki::create(dir).map(|_| ()),
+        Step::TokenSecret(path) => crate::openvpn::snippets::create_token_secret(path),
+        Step::MfaStore => {
+            crate::cli::admin_init(ctx)?;
+            Ok(())
+        }
+        Step::Run { program, args, .. } => {
+            let output = std::process::Command::new(program)
+                .args(args)
+                .output()
+                .with_context(|| format!("cannot run {program} (is it installed?)"))?;
+            anyhow::ensure!(
+                output.status.success(),
+                "{program} failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn forwarding_on(ipv6: bool) -> bool {
+    let on = |p: &str| std::fs::read_to_string(p).map(|v| v.trim() == "1").unwrap_or(false);
+    on("/proc/sys/net/ipv4/ip_forward") && (!ipv6 || on("/proc/sys/net/ipv6/conf/all/forwarding"))
+}
+
+fn nat_table_present(name: &str) -> bool {
+    let table = format!("ovpn_mfa_{}", name.replace('-', "_"));
+    std::process::Command::new("nft")
+        .args(["list", "table", "inet", &table])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_with_and_without_ports() {
+        assert_eq!(parse_endpoint("vpn.example.com").unwrap(), ("vpn.example.com".into(), 1194));
+        assert_eq!(parse_endpoint("203.0.113.5:443").unwrap(), ("203.0.113.5".into(), 443));
+        assert_eq!(parse_endpoint("[2001:db8::1]:1195").unwrap(), ("2001:db8::1".into(), 1195));
+        for bad in ["", ":1194", "host:0", "host:99999", "a b", "host;rm", "host:x"] {
+            assert!(parse_endpoint(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn subnets_are_checked() {
+        let s = Subnet::parse("10.8.0.0/24").unwrap();
+        assert_eq!(s.netmask(), Ipv4Addr::new(255, 255, 255, 0));
+        assert!(Subnet::parse("10.8.0.1/24").unwrap_err().to_string().contains("10.8.0.0/24"));
+        assert!(Subnet::parse("10.8.0.0/8").is_err());
+        assert!(Subnet::parse("10.8.0.0").is_err());
+    }
+
+    #[test]
+    fn nat_rules_replace_their_own_table_only() {
+        let rules = nat_rules("server", &Subnet::parse("10.8.0.0/24").unwrap(), false);
+        assert!(rules.contains("delete table inet ovpn_mfa_server"));
+        assert!(rules.contains("ip saddr 10.8.0.0/24 ip daddr != 10.8.0.0/24 masquerade"));
+    }
+}
