@@ -313,3 +313,45 @@ fn log_lines_and_audit_rows_never_contain_the_credentials() {
         }
     }
 }
+
+/// An attacker who knows the user name (and any password) guesses codes for an hour, as fast
+/// as the server lets them, with the default lockout settings. Every guess the server actually
+/// evaluates has a 2w+1 in 10^digits chance; locked-out guesses are refused before the code is
+/// looked at and give no information.
+#[test]
+fn an_hour_of_guessing_has_less_than_one_chance_in_ten_thousand() {
+    let mut bed = bed();
+    let window = bed.config.otp.window;
+    let mut evaluated = 0u64;
+    let mut guess = 0u32;
+    for second in 0..3600u64 {
+        let now = T0 + second;
+        // Two guesses a second (more only adds locked-out refusals); each is a code that is
+        // wrong right now, so the count is exact and the test cannot flake.
+        for _ in 0..2 {
+            let valid: Vec<String> = (0..=2 * window)
+                .map(|i| {
+                    totp_at_step(bed.key.as_bytes(), now / 30 + i - window, &TotpParams::default())
+                })
+                .collect();
+            let code = loop {
+                guess = (guess + 1) % 1_000_000;
+                let candidate = format!("{guess:06}");
+                if !valid.contains(&candidate) {
+                    break candidate;
+                }
+            };
+            let d = bed.login("alice", &code, now);
+            match refused(&d) {
+                Refusal::WrongCode => evaluated += 1,
+                Refusal::LockedOut => {}
+                other => panic!("unexpected refusal {other:?}"),
+            }
+        }
+    }
+    let per_guess = (2 * window + 1) as f64 / 1e6;
+    let success = 1.0 - (1.0 - per_guess).powf(evaluated as f64);
+    println!("evaluated guesses in one hour: {evaluated}, success probability: {success:.2e}");
+    assert_eq!(evaluated, 15, "5 guesses, lock 15 min; 5, lock 30 min; 5, lock 60 min");
+    assert!(success < 1e-4, "{success}");
+}
