@@ -39,7 +39,12 @@ pub enum InputError {
     NoCode,
     #[error("the user has a password but none was given")]
     NoPassword,
+    #[error("the password field is longer than any password and code")]
+    TooLong,
 }
+
+/// Longest password field considered; anything longer is refused before it is parsed.
+pub const MAX_FIELD_LEN: usize = 4096;
 
 /// Recovery codes look like `abcde-fgh23`: recognisable at the end of `password+code`.
 pub const RECOVERY_CODE_LEN: usize = 11;
@@ -58,6 +63,9 @@ pub fn looks_like_recovery_code(s: &str) -> bool {
 /// Takes the password field apart. `has_password` and `digits` come from the user's record:
 /// with a fixed code length, a password that itself ends in digits still splits correctly.
 pub fn split(field: &str, has_password: bool, digits: u32) -> Result<Presented, InputError> {
+    if field.len() > MAX_FIELD_LEN {
+        return Err(InputError::TooLong);
+    }
     if let Some(rest) = field.strip_prefix("SCRV1:") {
         return split_scrv1(rest, has_password);
     }
@@ -182,6 +190,13 @@ mod tests {
         ] {
             assert!(split(&bad, false, 6).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn oversized_fields_are_refused_before_parsing() {
+        let huge = "1".repeat(MAX_FIELD_LEN + 1);
+        assert_eq!(split(&huge, false, 6).unwrap_err(), InputError::TooLong);
+        assert_eq!(split(&format!("SCRV1:{huge}:MTIz"), true, 6).unwrap_err(), InputError::TooLong);
     }
 
     #[test]

@@ -100,6 +100,7 @@ impl Refusal {
             Refusal::Malformed(InputError::BadScrv1) => "malformed-scrv1",
             Refusal::Malformed(InputError::NoCode) => "no-code",
             Refusal::Malformed(InputError::NoPassword) => "no-password",
+            Refusal::Malformed(InputError::TooLong) => "field-too-long",
             Refusal::WrongPassword => "wrong-password",
             Refusal::WrongCode => "wrong-code",
             Refusal::Replay => "replayed-code",
@@ -264,6 +265,12 @@ pub fn failed_decision(req: &AuthRequest<'_>, message: String, store_busy: bool)
         busy: store_busy,
         outcome: Outcome::Failed(message),
     }
+}
+
+/// Audits a decision made without the store (see [`failed_decision`]) once a store is at
+/// hand. Best effort: a store that cannot be written cannot record why.
+pub fn audit_failed(store: &Store, decision: &Decision, now: u64) {
+    let _ = audit::append(store.conn(), &decision.audit_entry(now));
 }
 
 /// Writes the decision's audit row in the transaction that holds its state change, then

@@ -45,13 +45,12 @@ fn var(name: &str) -> Option<String> {
 fn read_credentials(path: &Path) -> Result<(String, Sensitive), String> {
     let file = std::fs::File::open(path)
         .map_err(|e| format!("cannot read the credentials file {}: {e}", path.display()))?;
+    // A longer file is cut; its password is then far over the core's limit and refused (and
+    // audited) there, like any other malformed login.
     let mut bytes = Vec::new();
-    file.take(MAX_CREDENTIALS_BYTES + 1)
+    file.take(MAX_CREDENTIALS_BYTES)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read the credentials file {}: {e}", path.display()))?;
-    if bytes.len() as u64 > MAX_CREDENTIALS_BYTES {
-        return Err("the credentials file is too large".into());
-    }
     Ok(split_credentials(&bytes))
 }
 
@@ -84,18 +83,24 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> i32 {
         Err(e) => {
             // Without credentials there is no user to audit; the log line is the record.
             let login = Login::from_lookup(var, Some((String::new(), Sensitive::default())));
-            return refuse_early(&login, &e);
+            return refuse_early(ctx, &login, &e);
         }
     };
     let config = match ctx.config() {
         Ok(config) => config,
-        Err(e) => return refuse_early(&login, &format!("{e:#}")),
+        Err(e) => return refuse_early(ctx, &login, &format!("{e:#}")),
     };
 
     if login.can_defer() && login.may_hash_a_password() {
         return defer(ctx, &login);
     }
-    let decision = login.decide(&ctx.paths, &config, SYNC_BUSY_TIMEOUT);
+    // Without control files there is no deferring: wait for the store as long as allowed.
+    let busy_timeout = if login.can_defer() {
+        SYNC_BUSY_TIMEOUT
+    } else {
+        Duration::from_secs(config.openvpn.auth_deadline_secs)
+    };
+    let decision = login.decide(&ctx.paths, &config, busy_timeout);
     if decision.store_busy() && login.can_defer() {
         // Another process held the store past our short wait: let a worker wait instead.
         return defer(ctx, &login);
@@ -109,11 +114,15 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> i32 {
     }
 }
 
-/// Refuses a login that never reached the decision core (no credentials, no config).
-fn refuse_early(login: &Login, error: &str) -> i32 {
+/// Refuses a login that never reached the decision core (no credentials, no config, no
+/// worker), auditing it if the store can be opened at all.
+fn refuse_early(ctx: &Context, login: &Login, error: &str) -> i32 {
     let answer = DeferredAnswer::new(login.clone());
     let decision = crate::auth::failed_decision(&login.request(), error.to_owned(), false);
     log_decision(&decision);
+    if let Ok(store) = crate::store::Store::open(&ctx.paths.store(), SYNC_BUSY_TIMEOUT) {
+        crate::auth::audit_failed(&store, &decision, crate::unix_now());
+    }
     answer.answer(&decision);
     EXIT_REFUSE
 }
@@ -121,7 +130,7 @@ fn refuse_early(login: &Login, error: &str) -> i32 {
 fn defer(ctx: &Context, login: &Login) -> i32 {
     match hand_to_worker(ctx, login) {
         Ok(()) => EXIT_DEFERRED,
-        Err(e) => refuse_early(login, &format!("cannot start the worker: {e}")),
+        Err(e) => refuse_early(ctx, login, &format!("cannot start the worker: {e}")),
     }
 }
 
@@ -176,11 +185,11 @@ pub fn run_worker(ctx: &Context) -> i32 {
     zeroize::Zeroize::zeroize(&mut bytes);
     let login = Login::from_lookup(var, Some(credentials));
     if let Err(e) = read {
-        return refuse_early(&login, &format!("cannot read the credentials: {e}"));
+        return refuse_early(ctx, &login, &format!("cannot read the credentials: {e}"));
     }
     let config = match ctx.config() {
         Ok(config) => config,
-        Err(e) => return refuse_early(&login, &format!("{e:#}")),
+        Err(e) => return refuse_early(ctx, &login, &format!("{e:#}")),
     };
 
     // The deadline counts from when OpenVPN called the foreground half.
