@@ -95,6 +95,12 @@ impl Login {
         }
     }
 
+    /// Decides on a store the caller keeps open (the plugin holds its connections); the
+    /// caller sets the busy timeout.
+    pub fn decide_with(&self, store: &mut Store, config: &Config) -> Decision {
+        authenticate(store, config, crate::unix_now(), &self.request())
+    }
+
     /// A short escaped user name for log lines about this login.
     pub fn shown_user(&self) -> String {
         printable(&self.username)
