@@ -6,11 +6,15 @@
 //! - [`store`]: the SQLite store (users, replay and lockout state, audit log).
 //! - [`openvpn`]: the boundary with OpenVPN (the `verify` script, config snippets).
 //! - [`setup`]: server setup (PKI, OpenVPN config, NAT), profiles, adopting a server.
+//! - [`import`]: bringing users over from other OTP systems (google-authenticator-libpam).
+//! - [`doctor`]: checks of the server around ovpn-mfa, each with its fix.
 //! - [`cli`]: the admin commands; `main.rs` only parses and dispatches.
 
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod doctor;
+pub mod import;
 pub mod openvpn;
 pub mod otp;
 pub mod qr;

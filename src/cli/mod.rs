@@ -44,6 +44,12 @@ pub enum Command {
     /// Set up a road-warrior OpenVPN server with MFA, or add MFA to an existing one.
     #[command(subcommand)]
     Server(ServerCommand),
+    /// Import users from another OTP system, keeping their phone entries.
+    #[command(subcommand)]
+    Import(crate::import::ImportCommand),
+    /// Check the OpenVPN server and ovpn-mfa setup and say how to fix what is wrong.
+    #[command(long_about = crate::doctor::LONG_HELP)]
+    Doctor(crate::doctor::DoctorArgs),
     /// The verifier OpenVPN runs through `auth-user-pass-verify ... via-file` (or via-env).
     /// Exit 0 accepts, 1 refuses, 2 defers the answer to a background worker.
     Verify(crate::openvpn::verify::VerifyArgs),
@@ -113,6 +119,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Server(ServerCommand::Init(args)) => crate::setup::server::init(&ctx, &args),
         Command::Server(ServerCommand::Adopt(args)) => crate::setup::adopt::adopt(&ctx, &args),
+        Command::Import(cmd) => crate::import::run(&ctx, cmd),
+        Command::Doctor(args) => crate::doctor::run(&ctx, &args),
         Command::Verify(args) => Ok(crate::openvpn::verify::run(&ctx, &args)),
         Command::VerifyWorker => Ok(crate::openvpn::verify::run_worker(&ctx)),
     }
