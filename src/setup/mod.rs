@@ -70,7 +70,7 @@ pub fn kill_sessions(socket: &Path, user: &str) -> Result<Option<String>> {
     };
     stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
     let mut writer = stream.try_clone()?;
-    writer.write_all(format!("kill {user}\nquit\n").as_bytes())?;
+    writer.write_all(format!("kill {user}\n").as_bytes())?;
     let mut answer = None;
     for line in BufReader::new(stream).lines() {
         let line = line?;
@@ -79,5 +79,8 @@ pub fn kill_sessions(socket: &Path, user: &str) -> Result<Option<String>> {
             break;
         }
     }
-    Ok(answer)
+    // Quit only once answered: OpenVPN drops the output it has not sent yet when a
+    // management client quits, so `kill` and `quit` in one write lose the answer.
+    let _ = writer.write_all(b"quit\n");
+    answer.map(Some).context("OpenVPN closed the management connection without answering")
 }

@@ -177,10 +177,7 @@ impl Lab {
         let pid = std::process::id();
         let slot = pid.wrapping_mul(97).wrapping_add(n) % 16384;
         let (a, b) = ((slot / 64) as u8, (slot % 64 * 4) as u8);
-        let dir = tempfile::Builder::new()
-            .prefix("ovmfa-e2e-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("ovmfa-e2e-").tempdir().expect("temp dir");
         let lab = Lab {
             n,
             server_ns: format!("{NS_PREFIX}{pid}-{n}-srv"),
@@ -198,11 +195,7 @@ impl Lab {
             pki: Pki::generate(dir.path()),
             dir,
         };
-        assert!(
-            lab.server_veth.len() <= 15,
-            "veth name {} too long",
-            lab.server_veth
-        );
+        assert!(lab.server_veth.len() <= 15, "veth name {} too long", lab.server_veth);
 
         // Our own names from an earlier process that had the same pid.
         netns::destroy(&lab.server_ns);
@@ -220,10 +213,7 @@ impl Lab {
             (&lab.client_ns, &lab.client_veth, lab.client_addr),
         ] {
             netns::netns_run(ns, &["ip", "link", "set", "lo", "up"]);
-            netns::netns_run(
-                ns,
-                &["ip", "addr", "add", &format!("{addr}/30"), "dev", veth],
-            );
+            netns::netns_run(ns, &["ip", "addr", "add", &format!("{addr}/30"), "dev", veth]);
             netns::netns_run(ns, &["ip", "link", "set", veth, "up"]);
         }
         lab
@@ -232,15 +222,7 @@ impl Lab {
     /// Writes the server config and starts OpenVPN in the server namespace, then waits
     /// for it to finish initialising. Panics with the log tail if it does not.
     pub fn start_server(&mut self, opts: ServerOpts) {
-        assert!(
-            self.server.is_none(),
-            "server already running; call stop_server first"
-        );
-        self.server_starts += 1;
-        let stem = match self.server_starts {
-            1 => "server".to_owned(),
-            k => format!("server-{k}"),
-        };
+        let stem = self.next_server_stem();
         let (cert, key) = self.pki.server();
         let status = self.path(&format!("{stem}.status"));
         let mut lines = vec![
@@ -271,8 +253,37 @@ impl Lab {
         }
         lines.extend(opts.extra.iter().cloned());
         let config = lines.join("\n") + "\n";
+        self.launch_server(&stem, &config, &opts.env);
+    }
 
-        let proc = Proc::spawn(&stem, &self.server_ns, self.dir.path(), &config, &opts.env);
+    /// Starts OpenVPN in the server namespace with a configuration made elsewhere (by
+    /// `ovpn-mfa server init`, say) and waits for it to initialise, like
+    /// [`Lab::start_server`]. The file is used unchanged: a small wrapper includes it with a
+    /// `config` line and adds `disable-dco` (as in the harness's own configs) and `extra`,
+    /// which override what the file says. Paths in the file should be absolute.
+    pub fn start_server_with_config(&mut self, config: &Path, extra: &[&str]) {
+        let stem = self.next_server_stem();
+        let mut lines = vec![
+            "# written by the ovpn-mfa e2e harness around a configuration made elsewhere"
+                .to_owned(),
+            format!("config {}", quote(&config.display().to_string())),
+            "disable-dco".into(),
+        ];
+        lines.extend(extra.iter().map(|line| line.to_string()));
+        self.launch_server(&stem, &(lines.join("\n") + "\n"), &[]);
+    }
+
+    fn next_server_stem(&mut self) -> String {
+        assert!(self.server.is_none(), "server already running; call stop_server first");
+        self.server_starts += 1;
+        match self.server_starts {
+            1 => "server".to_owned(),
+            k => format!("server-{k}"),
+        }
+    }
+
+    fn launch_server(&mut self, stem: &str, config: &str, env: &[(String, String)]) {
+        let proc = Proc::spawn(stem, &self.server_ns, self.dir.path(), config, env);
         let ready = proc.wait_for(INIT_DONE, 1, SERVER_READY_TIMEOUT);
         self.server = Some(proc);
         if let Err(e) = ready {
@@ -290,24 +301,7 @@ impl Lab {
     /// Starts a client in the client namespace. Returns at once; use
     /// [`Client::wait_connected`] or [`Client::wait_auth_failed`] to see how it went.
     pub fn start_client(&mut self, opts: ClientOpts) -> Client {
-        let index = self.clients.len() + 1;
-        let stem = format!("client{index}");
-        let dev = format!("tun{index}");
-        let tunnel = match opts.tun {
-            TunMode::Configure => true,
-            TunMode::NoExec => false,
-            TunMode::Auto => !self
-                .clients
-                .iter()
-                .any(|(p, tunnel)| *tunnel && p.is_running()),
-        };
-        let auth_file = self.path(&format!("{stem}.auth"));
-        pki::write_file(
-            &auth_file,
-            &format!("{}\n{}\n", opts.username, opts.password),
-            0o600,
-        );
-
+        let (stem, dev, tunnel, auth_file) = self.prepare_client(&opts);
         let (cert, key) = self.pki.client(opts.cert_name());
         let mut lines = vec![
             "# written by the ovpn-mfa e2e harness".to_owned(),
@@ -334,13 +328,58 @@ impl Lab {
         lines.extend(opts.extra.iter().cloned());
         let config = lines.join("\n") + "\n";
 
-        let proc = Arc::new(Proc::spawn(
-            &stem,
-            &self.client_ns,
-            self.dir.path(),
-            &config,
-            &opts.env,
-        ));
+        self.launch_client(&stem, dev, tunnel, &config, &opts.env)
+    }
+
+    /// Starts a client in the client namespace with a configuration made elsewhere (a
+    /// profile from `ovpn-mfa user add`, say); returns at once, like [`Lab::start_client`].
+    /// The file is used unchanged: a small wrapper includes it with a `config` line, then
+    /// names the device `tunN` like every client of the lab, adds `disable-dco`, an
+    /// `auth-user-pass` file with `opts.username` and `opts.password`, the `opts.tun`
+    /// lines and `opts.extra`. `opts.cert` is ignored: the profile brings its own.
+    pub fn start_client_with_config(&mut self, config: &Path, opts: ClientOpts) -> Client {
+        let (stem, dev, tunnel, auth_file) = self.prepare_client(&opts);
+        let mut lines = vec![
+            "# written by the ovpn-mfa e2e harness around a configuration made elsewhere"
+                .to_owned(),
+            format!("config {}", quote(&config.display().to_string())),
+            format!("dev {dev}"),
+            "disable-dco".into(),
+            format!("auth-user-pass {}", quote(&auth_file.display().to_string())),
+        ];
+        if !tunnel {
+            lines.extend(["ifconfig-noexec".into(), "route-noexec".into()]);
+        }
+        lines.extend(opts.extra.iter().cloned());
+        let config = lines.join("\n") + "\n";
+        self.launch_client(&stem, dev, tunnel, &config, &opts.env)
+    }
+
+    /// The next client's file stem, device, whether it gets a configured tunnel, and its
+    /// `auth-user-pass` file, written 0600.
+    fn prepare_client(&self, opts: &ClientOpts) -> (String, String, bool, PathBuf) {
+        let index = self.clients.len() + 1;
+        let stem = format!("client{index}");
+        let dev = format!("tun{index}");
+        let tunnel = match opts.tun {
+            TunMode::Configure => true,
+            TunMode::NoExec => false,
+            TunMode::Auto => !self.clients.iter().any(|(p, tunnel)| *tunnel && p.is_running()),
+        };
+        let auth_file = self.path(&format!("{stem}.auth"));
+        pki::write_file(&auth_file, &format!("{}\n{}\n", opts.username, opts.password), 0o600);
+        (stem, dev, tunnel, auth_file)
+    }
+
+    fn launch_client(
+        &mut self,
+        stem: &str,
+        dev: String,
+        tunnel: bool,
+        config: &str,
+        env: &[(String, String)],
+    ) -> Client {
+        let proc = Arc::new(Proc::spawn(stem, &self.client_ns, self.dir.path(), config, env));
         self.clients.push((Arc::clone(&proc), tunnel));
         Client { proc, dev, tunnel }
     }
@@ -348,11 +387,7 @@ impl Lab {
     /// Pings the server's tunnel address from the client namespace, bound to `client`'s
     /// tun device. The client must have a configured tunnel (see [`TunMode`]).
     pub fn ping_from_client(&self, client: &Client, count: u32) -> PingResult {
-        assert!(
-            client.tunnel,
-            "{} was started without a configured tunnel",
-            client.dev
-        );
+        assert!(client.tunnel, "{} was started without a configured tunnel", client.dev);
         let target = self.server_tunnel_ip().to_string();
         let count = count.to_string();
         let mut args = vec!["ping", "-n", "-q", "-i", "0.2", "-W", "2"];
@@ -364,11 +399,7 @@ impl Lab {
             String::from_utf8_lossy(&out.stderr)
         );
         let (transmitted, received) = parse_ping_summary(&output).unwrap_or((0, 0));
-        PingResult {
-            transmitted,
-            received,
-            output,
-        }
+        PingResult { transmitted, received, output }
     }
 
     /// Sends one command to the server's management interface and returns the answer:
@@ -379,9 +410,7 @@ impl Lab {
         netns::in_netns(&self.server_ns, || {
             let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
                 .map_err(|e| format!("connect to management port {port}: {e}"))?;
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .map_err(|e| e.to_string())?;
+            stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
             let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
             writeln!(writer, "{command}").map_err(|e| format!("send {command:?}: {e}"))?;
 
@@ -399,9 +428,7 @@ impl Lab {
                 answer.push_str(&line);
                 answer.push('\n');
             }
-            Err(format!(
-                "management connection closed; partial answer: {answer}"
-            ))
+            Err(format!("management connection closed; partial answer: {answer}"))
         })
     }
 
@@ -617,12 +644,7 @@ impl Proc {
             .stderr(out_file)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn openvpn for {stem}: {e}"));
-        Proc {
-            pid: child.id(),
-            child: Mutex::new(child),
-            log,
-            out,
-        }
+        Proc { pid: child.id(), child: Mutex::new(child), log, out }
     }
 
     fn log(&self) -> String {
@@ -680,9 +702,7 @@ fn quote(value: &str) -> String {
 
 /// Reads `N packets transmitted, M received` from ping's summary.
 fn parse_ping_summary(output: &str) -> Option<(u32, u32)> {
-    let line = output
-        .lines()
-        .find(|line| line.contains("packets transmitted"))?;
+    let line = output.lines().find(|line| line.contains("packets transmitted"))?;
     let mut numbers = line.split(',').map(|part| part.split_whitespace().next());
     let transmitted = numbers.next()??.parse().ok()?;
     let received = numbers.next()??.parse().ok()?;

@@ -1,6 +1,6 @@
 //! A throwaway PKI for one lab: a CA, a server certificate and client certificates made on
-//! demand, all ECDSA P-256, plus the tls-crypt key. Everything lives in the lab's temp dir
-//! and dies with it.
+//! demand, all ECDSA P-256, the tls-crypt key and, on demand, an empty CRL. Everything lives
+//! in the lab's temp dir and dies with it.
 
 use std::fs;
 use std::io::Write;
@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, Certificate, CertificateParams, CertificateRevocationListParams,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
 
 /// Common name of the server certificate; clients check it with `verify-x509-name`.
@@ -33,11 +34,7 @@ impl Pki {
         let ca_cert = params.self_signed(&ca_key).expect("self-sign the test CA");
         write_file(&dir.join("ca.crt"), &ca_cert.pem(), 0o644);
 
-        let pki = Pki {
-            dir: dir.to_path_buf(),
-            ca_cert,
-            ca_key,
-        };
+        let pki = Pki { dir: dir.to_path_buf(), ca_cert, ca_key };
         pki.issue("server", SERVER_CN, ExtendedKeyUsagePurpose::ServerAuth);
 
         // OpenVPN's own key generator, so the file format is exactly what it expects.
@@ -68,19 +65,33 @@ impl Pki {
         self.dir.join("tls-crypt.key")
     }
 
+    /// Path of a CRL signed by the CA that revokes nothing (for `crl-verify`), written on
+    /// first use and valid for a day.
+    pub fn empty_crl(&self) -> PathBuf {
+        let path = self.dir.join("crl.pem");
+        if !path.exists() {
+            let now = time::OffsetDateTime::now_utc();
+            let params = CertificateRevocationListParams {
+                this_update: now - time::Duration::hours(1),
+                next_update: now + time::Duration::days(1),
+                crl_number: SerialNumber::from(1u64),
+                issuing_distribution_point: None,
+                revoked_certs: Vec::new(),
+                key_identifier_method: KeyIdMethod::Sha256,
+            };
+            let crl = params.signed_by(&self.ca_cert, &self.ca_key).expect("sign the test CRL");
+            write_file(&path, &crl.pem().expect("PEM of the test CRL"), 0o644);
+        }
+        path
+    }
+
     /// Paths of the certificate and key for client `name` (also its common name), issued on
     /// first use. Names are limited to letters, digits, `-` and `_` since they become file
     /// names.
     pub fn client(&self, name: &str) -> (PathBuf, PathBuf) {
-        assert!(
-            is_valid_name(name),
-            "client certificate name {name:?} must be [A-Za-z0-9_-]+"
-        );
+        assert!(is_valid_name(name), "client certificate name {name:?} must be [A-Za-z0-9_-]+");
         let stem = format!("client-{name}");
-        let paths = (
-            self.dir.join(format!("{stem}.crt")),
-            self.dir.join(format!("{stem}.key")),
-        );
+        let paths = (self.dir.join(format!("{stem}.crt")), self.dir.join(format!("{stem}.key")));
         if !paths.0.exists() {
             self.issue(&stem, name, ExtendedKeyUsagePurpose::ClientAuth);
         }
@@ -101,11 +112,7 @@ impl Pki {
             .unwrap_or_else(|e| panic!("sign certificate for {cn}: {e}"));
 
         write_file(&self.dir.join(format!("{stem}.crt")), &cert.pem(), 0o644);
-        write_file(
-            &self.dir.join(format!("{stem}.key")),
-            &key.serialize_pem(),
-            0o600,
-        );
+        write_file(&self.dir.join(format!("{stem}.key")), &key.serialize_pem(), 0o600);
     }
 }
 
@@ -134,6 +141,5 @@ pub(crate) fn write_file(path: &Path, contents: &str, mode: u32) {
         .mode(mode)
         .open(path)
         .unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-    file.write_all(contents.as_bytes())
-        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    file.write_all(contents.as_bytes()).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
