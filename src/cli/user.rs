@@ -379,7 +379,7 @@ fn remove(ctx: &Context, args: &ConfirmArgs) -> Result<i32> {
         }
         let _ = std::fs::remove_file(state.profiles_dir.join(format!("{name}.ovpn")));
         match crate::setup::kill_sessions(&state.management_socket, name.as_str()) {
-            Ok(Some(answer)) => eprintln!("OpenVPN: {answer}"),
+            Ok(Some(n)) => eprintln!("Ended {n} live session(s) of {name}."),
             Ok(None) => eprintln!("OpenVPN is not running; nothing to disconnect."),
             Err(e) => eprintln!("warning: could not disconnect live sessions: {e:#}"),
         }

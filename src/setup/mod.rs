@@ -51,9 +51,11 @@ pub fn under(root: &Path, path: &str) -> PathBuf {
     root.join(path.trim_start_matches('/'))
 }
 
-/// Ends every live session of `user` through OpenVPN's management socket (`kill <cn>`).
-/// Returns what OpenVPN answered; an absent socket (server not running) is not an error.
-pub fn kill_sessions(socket: &Path, user: &str) -> Result<Option<String>> {
+/// Ends every live session of `user` through OpenVPN's management socket: each of the user's
+/// clients (by certificate name or user name in `status 2`) gets `client-kill CID HALT`, which
+/// tells the client to stop instead of reconnecting with a revoked certificate. Returns how
+/// many sessions were ended, or `None` when no server is listening.
+pub fn kill_sessions(socket: &Path, user: &str) -> Result<Option<usize>> {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixStream;
     let stream = match UnixStream::connect(socket) {
@@ -70,17 +72,44 @@ pub fn kill_sessions(socket: &Path, user: &str) -> Result<Option<String>> {
     };
     stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
     let mut writer = stream.try_clone()?;
-    writer.write_all(format!("kill {user}\n").as_bytes())?;
-    let mut answer = None;
-    for line in BufReader::new(stream).lines() {
-        let line = line?;
-        if line.starts_with("SUCCESS:") || line.starts_with("ERROR:") {
-            answer = Some(line);
+    let mut lines = BufReader::new(stream).lines();
+    let closed = || anyhow::anyhow!("OpenVPN closed the management connection without answering");
+
+    writer.write_all(b"status 2\n")?;
+    let mut header: Vec<String> = Vec::new();
+    let mut ids = Vec::new();
+    loop {
+        let line = lines.next().ok_or_else(closed)??;
+        if line == "END" {
             break;
         }
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.first() == Some(&"HEADER") && fields.get(1) == Some(&"CLIENT_LIST") {
+            header = fields[1..].iter().map(|f| f.to_string()).collect();
+        } else if fields.first() == Some(&"CLIENT_LIST") {
+            let column =
+                |name: &str| header.iter().position(|h| h == name).and_then(|i| fields.get(i));
+            let ours = [column("Common Name"), column("Username")].contains(&Some(&user));
+            if let (true, Some(id)) = (ours, column("Client ID")) {
+                ids.push(id.to_string());
+            }
+        }
     }
-    // Quit only once answered: OpenVPN drops the output it has not sent yet when a
-    // management client quits, so `kill` and `quit` in one write lose the answer.
+    // Each answer is read before the next command: OpenVPN drops output it has not sent yet
+    // when a management client quits.
+    for id in &ids {
+        writer.write_all(format!("client-kill {id} HALT\n").as_bytes())?;
+        loop {
+            let line = lines.next().ok_or_else(closed)??;
+            if line.starts_with("SUCCESS:") {
+                break;
+            }
+            anyhow::ensure!(
+                !line.starts_with("ERROR:"),
+                "OpenVPN refused to end a session: {line}"
+            );
+        }
+    }
     let _ = writer.write_all(b"quit\n");
-    answer.map(Some).context("OpenVPN closed the management connection without answering")
+    Ok(Some(ids.len()))
 }
