@@ -56,7 +56,7 @@ fn read_credentials(path: &Path) -> Result<(String, Sensitive), String> {
 
 /// Line 1 user name, line 2 password. Bytes that are not UTF-8 become U+FFFD, which no valid
 /// name or code contains, so they are refused later with a reason.
-fn split_credentials(bytes: &[u8]) -> (String, Sensitive) {
+pub fn split_credentials(bytes: &[u8]) -> (String, Sensitive) {
     let text = String::from_utf8_lossy(bytes);
     let mut lines = text.splitn(3, '\n');
     let username = lines.next().unwrap_or("").trim_end_matches('\r').to_owned();
@@ -91,17 +91,18 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> i32 {
         Err(e) => return refuse_early(ctx, &login, &format!("{e:#}")),
     };
 
-    if login.can_defer() && login.may_hash_a_password() {
+    let deferrable = login.can_defer() && survives_the_pipe(&login);
+    if deferrable && login.may_hash_a_password() {
         return defer(ctx, &login);
     }
-    // Without control files there is no deferring: wait for the store as long as allowed.
-    let busy_timeout = if login.can_defer() {
+    // Without a worker to hand it to, wait for the store as long as allowed.
+    let busy_timeout = if deferrable {
         SYNC_BUSY_TIMEOUT
     } else {
         Duration::from_secs(config.openvpn.auth_deadline_secs)
     };
     let decision = login.decide(&ctx.paths, &config, busy_timeout);
-    if decision.store_busy() && login.can_defer() {
+    if decision.store_busy() && deferrable {
         // Another process held the store past our short wait: let a worker wait instead.
         return defer(ctx, &login);
     }
@@ -112,6 +113,17 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> i32 {
     } else {
         EXIT_REFUSE
     }
+}
+
+/// Whether the worker reads back exactly this login: its pipe carries one line per field and
+/// at most `MAX_CREDENTIALS_BYTES`. A line break inside a field (possible via-env) would shift
+/// the fields, so the user name `"alice\n<code>"` was decided as alice presenting that code.
+/// OpenVPN never sends such fields (it replaces CR and LF and caps the length), so deciding
+/// them in the foreground costs it nothing.
+fn survives_the_pipe(login: &Login) -> bool {
+    let fields = [login.username.as_str(), login.password.expose()];
+    let size = fields.iter().map(|f| f.len() as u64 + 1).sum::<u64>();
+    size <= MAX_CREDENTIALS_BYTES && !fields.iter().any(|f| f.contains(['\n', '\r']))
 }
 
 /// Refuses a login that never reached the decision core (no credentials, no config, no
