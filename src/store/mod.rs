@@ -75,8 +75,14 @@ impl Store {
             return Err(StoreError::Missing(path.to_owned()));
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let open_err =
-            |e: rusqlite::Error| StoreError::Open { path: path.to_owned(), message: e.to_string() };
+        // A lock held past the timeout is Busy here too (a holder in exclusive locking mode,
+        // or another process recovering the WAL after a crash), so callers can retry later.
+        let open_err = |e: rusqlite::Error| match StoreError::from(e) {
+            StoreError::Sqlite(e) => {
+                StoreError::Open { path: path.to_owned(), message: e.to_string() }
+            }
+            busy => busy,
+        };
         let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
         conn.busy_timeout(busy_timeout)?;
         // WAL needs a write the first time; a read-only file or directory fails here.
