@@ -60,6 +60,30 @@ pub fn looks_like_recovery_code(s: &str) -> bool {
         })
 }
 
+/// Length of the scratch codes google-authenticator-libpam issues, which `import` keeps as
+/// recovery codes.
+pub const SCRATCH_CODE_LEN: usize = 8;
+
+/// The other reading of `password+code` when the code is an 8-digit scratch code and the
+/// user's codes have 6 digits: the last 8 digits as the code. `None` when the field does not
+/// end in 8 digits after something, or is a static-challenge response (which needs no
+/// guessing).
+pub fn split_scratch_code(field: &str, digits: u32) -> Option<Presented> {
+    let cut = field.len().checked_sub(SCRATCH_CODE_LEN).filter(|c| *c > 0)?;
+    if digits as usize == SCRATCH_CODE_LEN
+        || field.starts_with("SCRV1:")
+        || !field.is_char_boundary(cut)
+    {
+        return None;
+    }
+    let (password, code) = field.split_at(cut);
+    code.bytes().all(|b| b.is_ascii_digit()).then(|| Presented {
+        format: InputFormat::Concat,
+        password: Some(password.into()),
+        code: code.into(),
+    })
+}
+
 /// Takes the password field apart. `has_password` and `digits` come from the user's record:
 /// with a fixed code length, a password that itself ends in digits still splits correctly.
 pub fn split(field: &str, has_password: bool, digits: u32) -> Result<Presented, InputError> {
@@ -162,6 +186,16 @@ mod tests {
         let p = split("s3cret99abcde-fgh23", true, 6).unwrap();
         assert_eq!(p.password.unwrap().expose(), "s3cret99");
         assert_eq!(p.code.expose(), "abcde-fgh23");
+    }
+
+    #[test]
+    fn an_eight_digit_scratch_code_after_the_password_has_its_own_reading() {
+        let p = split_scratch_code("pw1212345678", 6).unwrap();
+        assert_eq!((p.password.unwrap().expose(), p.code.expose()), ("pw12", "12345678"));
+        for none in ["12345678", "pw1234567x", "SCRV1:cHc=:MTIzNDU2Nzg=", "pwä12345678x"] {
+            assert!(split_scratch_code(none, 6).is_none(), "{none:?}");
+        }
+        assert!(split_scratch_code("pw12345678", 8).is_none());
     }
 
     #[test]

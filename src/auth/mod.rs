@@ -391,7 +391,7 @@ fn full_login(
 
     let field = req.password.expose();
     let presented = input::split(field, user.password_hash.is_some(), user.params.digits);
-    let presented = match presented {
+    let mut presented = match presented {
         Ok(p) => p,
         Err(e) => {
             return count_failure(store, config, now, &user, field, Refusal::Malformed(e), decision)
@@ -400,15 +400,25 @@ fn full_login(
     decision.method = presented.format.as_str();
     if let (Some(stored), Some(given)) = (&user.password_hash, &presented.password) {
         if !password::verify(given, stored) {
-            return count_failure(
-                store,
-                config,
-                now,
-                &user,
-                field,
-                Refusal::WrongPassword,
-                decision,
-            );
+            // An 8-digit scratch code imported from google-authenticator splits the field
+            // elsewhere than a 6-digit code: try that reading (one more hash, only for fields
+            // that end in 8 digits) before calling the password wrong.
+            let scratch = input::split_scratch_code(field, user.params.digits)
+                .filter(|p| p.password.as_ref().is_some_and(|pw| password::verify(pw, stored)));
+            match scratch {
+                Some(other) => presented = other,
+                None => {
+                    return count_failure(
+                        store,
+                        config,
+                        now,
+                        &user,
+                        field,
+                        Refusal::WrongPassword,
+                        decision,
+                    )
+                }
+            }
         }
     }
 

@@ -292,6 +292,21 @@ fn recovery_codes_work_once() {
 }
 
 #[test]
+fn an_eight_digit_recovery_code_works_after_a_password_once() {
+    // google-authenticator scratch codes, as `import` stores them, typed as PASSWORD+CODE.
+    let mut bed = bed_with_password(Some("pw12"));
+    let id = bed.user().id;
+    recovery::replace(bed.store.conn(), id, &["12345678".to_owned()]).unwrap();
+    assert_eq!(refused(&bed.login("alice", "wrong12345678", T0)), Refusal::WrongPassword);
+    let d = bed.login("alice", "pw1212345678", T0);
+    assert!(d.accepted(), "{d}");
+    assert_eq!(d.reason(), "recovery-code");
+    assert_eq!(refused(&bed.login("alice", "pw1212345678", T0 + 1)), Refusal::WrongCode);
+    let code = bed.code_at(T0 + 30);
+    assert!(bed.login("alice", &format!("pw12{code}"), T0 + 30).accepted());
+}
+
+#[test]
 fn log_lines_and_audit_rows_never_contain_the_credentials() {
     let mut bed = bed_with_password(Some("S3cretPassw0rd"));
     let code = bed.code_at(T0);
