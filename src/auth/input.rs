@@ -60,6 +60,23 @@ pub fn looks_like_recovery_code(s: &str) -> bool {
         })
 }
 
+/// Whether a password field may hold a password besides the code, judged from its shape
+/// alone: the front ends decide whether to defer before they know the user. Only a bare code
+/// (6 or 8 digits, the lengths `TotpParams` allows), a bare recovery code, a blank field and a
+/// static-challenge response with an empty password part hold none.
+///
+/// A numeric password followed by the code is all digits too; it is told apart by its length
+/// except when password and code have 8 digits together (a 2-digit PIN before a 6-digit
+/// code), which is taken for a bare code and hashed without deferring.
+pub fn may_hold_a_password(field: &str) -> bool {
+    if let Some(rest) = field.strip_prefix("SCRV1:") {
+        return !rest.starts_with(':');
+    }
+    let field = field.trim();
+    let bare_code = matches!(field.len(), 6 | 8) && field.bytes().all(|b| b.is_ascii_digit());
+    !(field.is_empty() || bare_code || looks_like_recovery_code(field))
+}
+
 /// Length of the scratch codes google-authenticator-libpam issues, which `import` keeps as
 /// recovery codes.
 pub const SCRATCH_CODE_LEN: usize = 8;
@@ -231,6 +248,17 @@ mod tests {
         let huge = "1".repeat(MAX_FIELD_LEN + 1);
         assert_eq!(split(&huge, false, 6).unwrap_err(), InputError::TooLong);
         assert_eq!(split(&format!("SCRV1:{huge}:MTIz"), true, 6).unwrap_err(), InputError::TooLong);
+    }
+
+    #[test]
+    fn only_fields_beyond_a_bare_code_may_hold_a_password() {
+        for bare in ["123456", " 12345678 ", "abcde-fgh23", "", "SCRV1::MTIzNDU2"] {
+            assert!(!may_hold_a_password(bare), "{bare:?}");
+        }
+        // A numeric PIN before the code is all digits but longer than any code.
+        for more in ["4711123456", "1234567", "pw123456", "pwabcde-fgh23", "SCRV1:cHc=:MTIz"] {
+            assert!(may_hold_a_password(more), "{more:?}");
+        }
     }
 
     #[test]

@@ -377,7 +377,9 @@ fn full_login(
 
     // A first look outside any transaction, so slow password hashing holds no lock.
     let Some(user) = users::get(store.conn(), &name)? else {
-        if req.password.len() > 8 {
+        // Only where a known user's check would hash too: those logins are deferred, so the
+        // dummy never runs on OpenVPN's thread, and a bare code costs no hash either way.
+        if input::may_hold_a_password(req.password.expose()) {
             password::verify_dummy(req.password, &config.password);
         }
         return Ok(Outcome::Refused(Refusal::UnknownUser));

@@ -69,13 +69,7 @@ impl Login {
         if !matches!(state, SessionState::Initial | SessionState::NoToken) {
             return false;
         }
-        let field = self.password.expose();
-        if let Some(rest) = field.strip_prefix("SCRV1:") {
-            return !rest.starts_with(':');
-        }
-        let field = field.trim();
-        let code_only = field.len() <= 10 && field.bytes().all(|b| b.is_ascii_digit());
-        !(code_only || auth::input::looks_like_recovery_code(field))
+        auth::input::may_hold_a_password(self.password.expose())
     }
 
     /// Whether OpenVPN gave us the files needed to answer later.
