@@ -17,3 +17,5 @@ echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --workspace --no-fail-fast 2>&1
+echo "== fuzz smoke run (scripts/fuzz.sh for the long run)"
+scripts/fuzz.sh --smoke
