@@ -16,6 +16,20 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test --workspace --no-fail-fast 2>&1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+count() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{s += $1} END {print s + 0}'; }
+passed=$(count passed)
+failed=$(count failed)
+if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ]; then
+  echo "tests: $passed passed, $failed failed"
+  exit 1
+fi
+
 echo "== fuzz smoke run (scripts/fuzz.sh for the long run)"
 scripts/fuzz.sh --smoke
+echo "tests: $passed passed, $failed failed"
