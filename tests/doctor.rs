@@ -8,7 +8,7 @@
 //! every check ok whatever machine the test runs on.
 //!
 //! Contents:
-//! - a clean tree passes; the text format
+//! - a clean tree passes, and so does one made by `server init`; the text format
 //! - one test per misconfiguration: missing MFA lines, reneg-sec 0, renewal below twice the
 //!   hand-window, store mode 0644, auth-token secret 0644, expired CRL, store not owned by
 //!   the `user` OpenVPN drops to
@@ -217,6 +217,34 @@ fn a_clean_tree_passes_with_every_check_ok() {
         assert!(checks.contains(&check), "{check} missing from {checks:?}");
     }
     assert_eq!(doctor.finding("crl")["config"], "/etc/openvpn/server/server.conf");
+}
+
+#[test]
+fn a_server_made_by_server_init_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let data = root.join("var/lib/ovpn-mfa");
+    let init = Command::new(BIN)
+        .arg("--dir")
+        .arg(&data)
+        .args(["server", "init", "--endpoint", "vpn.example.com", "--no-system", "--yes"])
+        .arg("--root")
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "server init: {init:?}");
+    // What the running system would have: OpenVPN, a synced clock, and the verifier binary
+    // at the path the configuration names.
+    let tree = Tree { dir };
+    tree.fake_openvpn("2.6.14");
+    tree.write("/run/systemd/timesync/synchronized", "", 0o644);
+    tree.write(BIN, "", 0o755);
+
+    let doctor = tree.doctor();
+    assert_eq!(doctor.code, Some(0), "{}", doctor.stdout);
+    for f in &doctor.findings {
+        assert_eq!(f["status"], "ok", "{f:#}");
+    }
 }
 
 #[test]

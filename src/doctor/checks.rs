@@ -549,16 +549,19 @@ pub fn tmp_dir(s: &Server<'_>) -> Finding {
             format!("none set: OpenVPN uses $TMPDIR or /tmp; with PrivateTmp{assumed} {shared}"),
         );
     };
-    let clean = named.trim_end_matches('/');
+    // Judged by where the directory is on the system, not under the tree's root.
+    let dir = s.resolve(&named);
+    let shown = s.shown(&dir);
+    let clean = shown.trim_end_matches('/');
     let in_tmp = ["/tmp", "/var/tmp"];
     if in_tmp.contains(&clean) {
-        return Finding::ok(CHECK, format!("{named}; with PrivateTmp{assumed} {shared}"));
+        return Finding::ok(CHECK, format!("{shown}; with PrivateTmp{assumed} {shared}"));
     }
     if private != Some(false) && in_tmp.iter().any(|t| clean.starts_with(&format!("{t}/"))) {
         return Finding::warn(
             CHECK,
             format!(
-                "{named} is inside /tmp; with PrivateTmp{assumed} the unit starts with an empty \
+                "{shown} is inside /tmp; with PrivateTmp{assumed} the unit starts with an empty \
                  private /tmp, so this directory does not exist there unless something in the \
                  unit creates it, and OpenVPN then cannot write the credentials file"
             ),
@@ -566,7 +569,6 @@ pub fn tmp_dir(s: &Server<'_>) -> Finding {
              /var/lib/ovpn-mfa/tmp (`ovpn-mfa openvpn server-config` creates it)",
         );
     }
-    let dir = s.resolve(&named);
     let meta = match std::fs::metadata(&dir) {
         Ok(meta) if meta.is_dir() => meta,
         _ => {
