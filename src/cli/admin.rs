@@ -18,10 +18,14 @@ pub struct InitArgs {
 
 pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
     let paths = &ctx.paths;
-    for dir in [paths.config_file.parent(), Some(paths.data_dir.as_path())].into_iter().flatten() {
+    // The data directory holds the secrets (0700). The configuration holds none and must stay
+    // readable by the verifier after OpenVPN drops privileges, so its own directory is 0755.
+    let config_dir = paths.config_file.parent().filter(|d| *d != paths.data_dir);
+    for (dir, mode) in [(config_dir, 0o755), (Some(paths.data_dir.as_path()), 0o700)] {
+        let Some(dir) = dir else { continue };
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(mode)
             .create(dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
