@@ -11,12 +11,14 @@ pub fn loadavg1() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Names of running compiler and build processes (other people's builds skew everything).
-pub fn busy_processes() -> Vec<String> {
+/// Other work that would skew the numbers: compilers and builds, and OpenVPN processes that
+/// are not this bench's (whose configs live under `own_dir`), e.g. someone's end-to-end tests.
+pub fn busy_processes(own_dir: Option<&std::path::Path>) -> Vec<String> {
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return found;
     };
+    let own = own_dir.map(|d| d.to_string_lossy().into_owned());
     for entry in entries.flatten() {
         let name = entry.file_name();
         if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
@@ -24,15 +26,35 @@ pub fn busy_processes() -> Vec<String> {
         }
         let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
         let comm = comm.trim();
-        if matches!(
+        let build = matches!(
             comm,
             "cargo" | "rustc" | "cc1" | "cc1plus" | "ld" | "rust-lld" | "clippy-driver"
-        ) || comm.starts_with("cargo-")
-        {
+        ) || comm.starts_with("cargo-");
+        let foreign_openvpn = comm == "openvpn" && {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            own.as_deref().is_none_or(|own| !cmdline.contains(own))
+        };
+        if build || foreign_openvpn {
             found.push(format!("{comm}({})", name.to_string_lossy()));
         }
     }
     found
+}
+
+/// Waits (at most `limit`) until nothing in [`busy_processes`] runs; returns what still ran.
+pub fn wait_no_others(
+    own_dir: &std::path::Path,
+    limit: Duration,
+) -> Result<Vec<String>, interrupt::Interrupted> {
+    let start = Instant::now();
+    loop {
+        let busy = busy_processes(Some(own_dir));
+        if busy.is_empty() || start.elapsed() >= limit {
+            return Ok(busy);
+        }
+        interrupt::sleep(Duration::from_secs(5))?;
+    }
 }
 
 /// Waits until the 1-minute load is below `max_load` and no build runs, polling every 15 s
@@ -44,7 +66,7 @@ pub fn wait_quiet(
     let start = Instant::now();
     loop {
         let load = loadavg1();
-        let busy = busy_processes();
+        let busy = busy_processes(None);
         if load < max_load && busy.is_empty() {
             let line = format!(
                 "machine quiet after {:.0} s of waiting (1-min load {load:.2}, no builds running)",

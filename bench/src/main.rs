@@ -65,6 +65,10 @@ struct Args {
     /// compiler running); 0 starts at once. The report says whether it got quiet.
     #[arg(long, default_value_t = 0)]
     wait_quiet_mins: u64,
+    /// Before each storm, wait up to this many seconds for other builds and other OpenVPN
+    /// processes to finish (storms that still overlap them are counted in the report).
+    #[arg(long, default_value_t = 300)]
+    wait_others_secs: u64,
     /// How many times each verifier process is run for its memory and CPU.
     #[arg(long, default_value_t = 15)]
     process_samples: usize,
@@ -126,7 +130,7 @@ fn run(args: &Args) -> Result<()> {
         machine::wait_quiet(0.5, Duration::from_secs(args.wait_quiet_mins * 60))?
     } else {
         let load = machine::loadavg1();
-        let busy = machine::busy_processes();
+        let busy = machine::busy_processes(None);
         let quiet = load < 0.5 && busy.is_empty();
         (
             quiet,
@@ -177,6 +181,9 @@ fn run(args: &Args) -> Result<()> {
             for &setup in &setups {
                 interrupt::check()?;
                 id += 1;
+                // Someone else's build or tests would be measured too: let them finish first.
+                let others =
+                    machine::wait_no_others(lab.dir(), Duration::from_secs(args.wait_others_secs))?;
                 eprintln!("bench: run {run}/{runs}, {n} clients, {}", setup.name());
                 let spec = storm::StormSpec {
                     run,
@@ -190,7 +197,15 @@ fn run(args: &Args) -> Result<()> {
                 lab.stop_server();
                 interrupt::check()?;
                 match outcome {
-                    Ok(Ok(result)) => {
+                    Ok(Ok(mut result)) => {
+                        let mut seen = others;
+                        seen.extend(machine::busy_processes(Some(lab.dir())));
+                        seen.sort();
+                        seen.dedup();
+                        if !seen.is_empty() {
+                            eprintln!("bench:   other work ran: {}", seen.join(" "));
+                        }
+                        result.disturbed = !seen.is_empty();
                         eprintln!("bench:   {}", summary(&result));
                         if let Some(failure) = &result.failure {
                             eprintln!("bench:   first failure: {failure}");
@@ -220,9 +235,12 @@ fn run(args: &Args) -> Result<()> {
     md.push_str(&format!(
         "- command: `{}`\n\
          - {runs} run(s) per cell, storm sizes {sizes:?}; medians over complete runs\n\
-         - {quiet_line}; 1-min load at start {load_start:.2}, at end {load_end:.2}{}\n\n",
+         - {quiet_line}; 1-min load at start {load_start:.2}, at end {load_end:.2}{}\n\
+         - storms during which other work (a build, someone else's OpenVPN) ran: {} of {}\n\n",
         std::env::args().collect::<Vec<_>>().join(" "),
-        if quiet { "" } else { " (NOT a quiet machine: treat the numbers with care)" }
+        if quiet { "" } else { " (NOT a quiet machine: treat the numbers with care)" },
+        results.iter().filter(|r| r.disturbed).count(),
+        results.len(),
     ));
     md.push_str("Configurations:\n\n");
     for setup in &setups {

@@ -281,12 +281,12 @@ pub fn csv(results: &[StormResult]) -> String {
     let mut out = String::from(
         "run,n,setup,cpu_ms_per_login,cpu_ms_total,connected,failed,spawn_s,all_connected_s,\
          median_connected_s,ping_p50_ms,ping_p99_ms,ping_max_ms,pings_sent,pings_lost,\
-         server_hwm_kib\n",
+         server_hwm_kib,disturbed\n",
     );
     for r in results {
         let _ = writeln!(
             out,
-            "{},{},{},{:.3},{:.1},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{}",
+            "{},{},{},{:.3},{:.1},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{},{},{}",
             r.run,
             r.n,
             r.setup.name(),
@@ -303,6 +303,7 @@ pub fn csv(results: &[StormResult]) -> String {
             r.stall.sent,
             r.stall.lost,
             r.server_hwm_kib,
+            r.disturbed,
         );
     }
     out

@@ -56,6 +56,8 @@ pub struct StormResult {
     pub server_hwm_kib: u64,
     /// The first failure's log lines, when some client did not connect.
     pub failure: Option<String>,
+    /// Whether other work (a build, someone's OpenVPN tests) ran at its start or end.
+    pub disturbed: bool,
 }
 
 impl StormResult {
@@ -183,6 +185,7 @@ fn storm(
             stall,
             server_hwm_kib,
             failure,
+            disturbed: false,
         })
     })();
     pinger.kill();
