@@ -11,8 +11,7 @@ use crate::secret::Sensitive;
 use crate::store::Store;
 use crate::username::printable;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Everything OpenVPN tells us about one login. All of it is untrusted.
@@ -125,12 +124,15 @@ pub fn log_decision(decision: &Decision) {
 #[derive(Clone)]
 pub struct DeferredAnswer {
     login: Arc<Login>,
-    answered: Arc<AtomicBool>,
+    /// Whether the answer is given. Held while it is written, so that the loser of a race
+    /// returns only once the files are complete: the worker exits right after, and an exit
+    /// halfway through the winner's writes would leave OpenVPN waiting for the hand-window.
+    answered: Arc<Mutex<bool>>,
 }
 
 impl DeferredAnswer {
     pub fn new(login: Login) -> Self {
-        DeferredAnswer { login: Arc::new(login), answered: Arc::new(AtomicBool::new(false)) }
+        DeferredAnswer { login: Arc::new(login), answered: Arc::new(Mutex::new(false)) }
     }
 
     pub fn login(&self) -> &Login {
@@ -140,9 +142,11 @@ impl DeferredAnswer {
     /// Writes the reason (for refusals) and then the verdict. Returns false if an answer was
     /// already given, in which case nothing is written.
     pub fn answer(&self, decision: &Decision) -> bool {
-        if self.answered.swap(true, Ordering::SeqCst) {
+        let mut answered = self.answered.lock().unwrap_or_else(|e| e.into_inner());
+        if *answered {
             return false;
         }
+        *answered = true;
         self.login.write_reason(decision);
         if let Some(path) = &self.login.control_file {
             if let Err(e) = control::write_verdict(path, decision.accepted()) {
@@ -158,9 +162,11 @@ impl DeferredAnswer {
     /// Refuses because no decision came in time. The store may be stuck, so this is logged
     /// but cannot be audited.
     pub fn expire(&self) -> bool {
-        if self.answered.swap(true, Ordering::SeqCst) {
+        let mut answered = self.answered.lock().unwrap_or_else(|e| e.into_inner());
+        if *answered {
             return false;
         }
+        *answered = true;
         tracing::error!(
             "auth failed user={} source={} reason=\"error: no decision within the deadline\"",
             self.login.shown_user(),
@@ -186,5 +192,48 @@ impl DeferredAnswer {
             self.answer(&decision);
         }
         decision
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn a_late_answer_returns_only_once_the_first_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (control, reason) = (dir.path().join("acf"), dir.path().join("reason"));
+        std::fs::write(&reason, "").unwrap();
+        // A FIFO holds the first writer in `open` until the test reads it, like a slow disk.
+        let fifo = std::ffi::CString::new(control.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a plain syscall on a NUL-terminated path that outlives it.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let files = [("auth_control_file", &control), ("auth_failed_reason_file", &reason)];
+        let lookup = |name: &str| {
+            files.iter().find(|(n, _)| *n == name).map(|(_, p)| p.display().to_string())
+        };
+        let login = Login::from_lookup(lookup, Some(("alice".into(), Sensitive::default())));
+        let late = auth::failed_decision(&login.request(), "late".into(), false);
+        let answer = DeferredAnswer::new(login);
+
+        // The deadline answers first; the worker's own answer comes while it is writing.
+        let first = std::thread::spawn({
+            let answer = answer.clone();
+            move || answer.expire()
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let second = std::thread::spawn({
+            let answer = answer.clone();
+            move || answer.answer(&late)
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        // Returning now would let the worker exit with OpenVPN's control file unwritten.
+        assert!(!second.is_finished(), "the late answer did not wait for the first");
+
+        assert_eq!(std::fs::read_to_string(&control).unwrap(), "0");
+        assert!(first.join().unwrap());
+        assert!(!second.join().unwrap());
+        assert_eq!(std::fs::read_to_string(&reason).unwrap(), "authentication timed out");
     }
 }
