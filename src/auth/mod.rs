@@ -349,11 +349,8 @@ fn resume_session(
     {
         return Ok(Outcome::Refused(Refusal::UnknownSession));
     }
-    if user.state == UserState::Disabled {
-        return Ok(Outcome::Refused(Refusal::Disabled));
-    }
-    if lockout::is_locked(&user.lock, now) {
-        return Ok(Outcome::Refused(Refusal::LockedOut));
+    if let Some(refusal) = barred(&user, now) {
+        return Ok(Outcome::Refused(refusal));
     }
     if now.saturating_sub(session.created_at) >= config.session.max_age_secs {
         return Ok(Outcome::Refused(Refusal::SessionTooOld));
@@ -384,11 +381,8 @@ fn full_login(
         }
         return Ok(Outcome::Refused(Refusal::UnknownUser));
     };
-    if user.state == UserState::Disabled {
-        return Ok(Outcome::Refused(Refusal::Disabled));
-    }
-    if lockout::is_locked(&user.lock, now) {
-        return Ok(Outcome::Refused(Refusal::LockedOut));
+    if let Some(refusal) = barred(&user, now) {
+        return Ok(Outcome::Refused(refusal));
     }
 
     let field = req.password.expose();
@@ -429,11 +423,8 @@ fn full_login(
     let Some(user) = users::get_by_id(&tx, user.id)? else {
         return Ok(Outcome::Refused(Refusal::UnknownUser));
     };
-    if user.state == UserState::Disabled {
-        return Ok(Outcome::Refused(Refusal::Disabled));
-    }
-    if lockout::is_locked(&user.lock, now) {
-        return Ok(Outcome::Refused(Refusal::LockedOut));
+    if let Some(refusal) = barred(&user, now) {
+        return Ok(Outcome::Refused(refusal));
     }
     let code = presented.code.expose();
     let check =
@@ -467,6 +458,17 @@ fn full_login(
         sessions::prune(&tx, now, config.session.max_age_secs.saturating_mul(2))?;
     }
     commit_decision(tx, decision, outcome, now)
+}
+
+/// Why an account may not log in at all right now, whatever it presents.
+fn barred(user: &User, now: u64) -> Option<Refusal> {
+    if user.state == UserState::Disabled {
+        Some(Refusal::Disabled)
+    } else if lockout::is_locked(&user.lock, now) {
+        Some(Refusal::LockedOut)
+    } else {
+        None
+    }
 }
 
 /// Records a failure that happened before the code was looked at (bad input, wrong password).
