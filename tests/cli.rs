@@ -899,3 +899,21 @@ fn a_qr_file_that_cannot_be_written_leaves_no_user_and_no_new_secret_behind() {
     assert!(!png.exists());
     lab.check("alice", &totp_at(&secret, unix_now())).ok();
 }
+
+#[test]
+fn passwords_shorter_than_eight_characters_are_refused_and_nothing_is_stored() {
+    let lab = Lab::new();
+    for short in ["1234\n", "pin\n"] {
+        let add = lab.run_with_stdin(&["user", "add", "dave", "--password-stdin"], short);
+        assert_eq!(add.code, Some(1), "{add}");
+        assert!(add.stderr.contains("8 to 512 characters"), "{add}");
+        assert!(!add.stdout.contains("Secret"), "no enrolment may be shown: {add}");
+    }
+    let listed = lab.run(&["user", "list", "--json"]).ok().json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(0));
+    lab.run(&["user", "add", "dave", "--json"]).ok();
+    let set = lab.run_with_stdin(&["user", "set-password", "dave", "--password-stdin"], "1234\n");
+    assert_eq!(set.code, Some(1), "{set}");
+    let shown = lab.run(&["user", "show", "dave", "--json"]).ok().json();
+    assert_eq!(shown["password"], false);
+}

@@ -139,7 +139,7 @@ fn add(ctx: &Context, args: &AddArgs) -> Result<i32> {
     };
     let params = config.totp_params();
     let hash = if args.password_stdin {
-        let password = Sensitive::from(read_stdin_line("the password")?);
+        let password = new_password()?;
         Some(password::hash(&password, &config.password).map_err(anyhow::Error::msg)?)
     } else {
         None
@@ -189,6 +189,19 @@ fn add(ctx: &Context, args: &AddArgs) -> Result<i32> {
         )));
     }
     Ok(0)
+}
+
+/// Reads a new password from stdin. At least 8 characters: the field then always holds more
+/// than a bare 6- or 8-digit code, so the verifier can tell from the field alone that hashing is
+/// needed and defer it off OpenVPN's thread. At most 512: OpenVPN cannot carry more.
+fn new_password() -> Result<Sensitive> {
+    let password = Sensitive::from(read_stdin_line("the password")?);
+    let length = password.expose().chars().count();
+    anyhow::ensure!(
+        (8..=512).contains(&length),
+        "the password must be 8 to 512 characters long (it is {length})"
+    );
+    Ok(password)
 }
 
 fn issuer(config: &Config, flag: Option<&str>) -> Result<String> {
@@ -478,7 +491,7 @@ fn set_password(ctx: &Context, args: &SetPasswordArgs) -> Result<i32> {
     let hash = if args.clear {
         None
     } else {
-        let password = Sensitive::from(read_stdin_line("the password")?);
+        let password = new_password()?;
         Some(password::hash(&password, &config.password).map_err(anyhow::Error::msg)?)
     };
     let mut store = ctx.store()?;
