@@ -16,7 +16,21 @@ pub struct ServerConfigArgs {
     /// Do not create the auth-token secret and tmp-dir; only print the lines.
     #[arg(long)]
     pub no_create: bool,
+    /// Check logins inside OpenVPN with the ovpn-mfa plugin instead of running the `verify`
+    /// script for each one (no script-security, no process per login).
+    #[arg(long)]
+    pub plugin: bool,
+    /// Path of libovpn_mfa_plugin.so as OpenVPN should load it (default: next to this
+    /// binary if it is there, else /usr/local/lib/ovpn-mfa/libovpn_mfa_plugin.so).
+    #[arg(long, value_name = "PATH", requires = "plugin")]
+    pub plugin_path: Option<PathBuf>,
 }
+
+/// The plugin's file name, as cargo builds it and as it is installed.
+pub const PLUGIN_FILE: &str = "libovpn_mfa_plugin.so";
+
+/// Where the plugin is looked for when it is not next to this binary.
+pub const DEFAULT_PLUGIN_PATH: &str = "/usr/local/lib/ovpn-mfa/libovpn_mfa_plugin.so";
 
 #[derive(Args, Debug)]
 pub struct ClientConfigArgs {
@@ -41,13 +55,47 @@ pub fn server_lines(
         command.push_str(&format!(" --dir {}", dir.display()));
     }
     command.push_str(" verify");
-    let o = &config.openvpn;
     format!(
         "# ovpn-mfa: certificate + TOTP code for every login.\n\
          script-security 2\n\
          auth-user-pass-verify {cmd} via-file\n\
          tmp-dir {tmp}\n\
-         # Renegotiations present a signed token instead of the (stale) code; with\n\
+         {tokens}",
+        cmd = quote(&command),
+        tmp = quote(&tmp_dir.display().to_string()),
+        tokens = token_lines(token_secret, config),
+    )
+}
+
+/// The lines for the in-process plugin: the same decisions as the `verify` script, without
+/// a process per login. No `tmp-dir`: OpenVPN's default keeps its control files where the
+/// unprivileged user can write them, and no credentials file is ever written.
+pub fn plugin_server_lines(
+    plugin: &Path,
+    dir: Option<&Path>,
+    token_secret: &Path,
+    config: &crate::config::Config,
+) -> Result<String> {
+    let mut line = format!("plugin {}", quote(&plugin.display().to_string()));
+    if let Some(dir) = dir {
+        line.push(' ');
+        line.push_str(&quote(plugin_argument(dir)?));
+    }
+    Ok(format!(
+        "# ovpn-mfa: certificate + TOTP code for every login, checked inside OpenVPN.\n\
+         # The plugin opens its store before `user`/`group` drop privileges; after a SIGHUP\n\
+         # it opens it again as that user (see docs/plugin.md).\n\
+         {line}\n\
+         {tokens}",
+        tokens = token_lines(token_secret, config),
+    ))
+}
+
+/// The auth-token lines both front ends need.
+fn token_lines(token_secret: &Path, config: &crate::config::Config) -> String {
+    let o = &config.openvpn;
+    format!(
+        "# Renegotiations present a signed token instead of the (stale) code; with\n\
          # external-auth ovpn-mfa still sees each one and refuses disabled users.\n\
          auth-gen-token {lifetime} {renewal} external-auth\n\
          auth-gen-token-secret {secret}\n\
@@ -55,8 +103,6 @@ pub fn server_lines(
          # AEAD ciphers only: no byte-count renegotiations. Key renegotiation stays on\n\
          # (reneg-sec default 3600); never set reneg-sec 0.\n\
          data-ciphers AES-256-GCM:AES-128-GCM:CHACHA20-POLY1305\n",
-        cmd = quote(&command),
-        tmp = quote(&tmp_dir.display().to_string()),
         lifetime = config.session.max_age_secs,
         renewal = o.token_renewal_secs,
         secret = quote(&token_secret.display().to_string()),
@@ -64,26 +110,66 @@ pub fn server_lines(
     )
 }
 
+/// The directory as the plugin's argument. OpenVPN splits a plugin's only argument at
+/// spaces and the plugin joins the parts with one space, so a path survives unless it has
+/// leading, trailing or repeated spaces, or other whitespace.
+fn plugin_argument(dir: &Path) -> Result<&str> {
+    let text = dir.to_str().with_context(|| format!("{} is not UTF-8", dir.display()))?;
+    let mangled = text.starts_with(' ')
+        || text.ends_with(' ')
+        || text.contains("  ")
+        || text.contains(['\t', '\n', '\r']);
+    anyhow::ensure!(
+        !mangled,
+        "{text:?} cannot be passed to an OpenVPN plugin intact (leading, trailing or \
+         repeated spaces, or other whitespace): use another --dir"
+    );
+    Ok(text)
+}
+
+/// The plugin next to this binary if it is there (a cargo build, an unpacked release),
+/// else the installed location.
+fn default_plugin_path() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(PLUGIN_FILE)))
+        .filter(|path| path.exists())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGIN_PATH))
+}
+
 pub fn server_config(ctx: &Context, args: &ServerConfigArgs) -> Result<i32> {
     let config = ctx.config()?;
-    let binary = match &args.binary {
-        Some(path) => path.clone(),
-        None => std::env::current_exe().context("cannot find this binary's path")?,
-    };
     let secret = ctx.paths.auth_token_secret();
     let tmp_dir = ctx.paths.openvpn_tmp_dir();
+    let lines = if args.plugin {
+        let plugin = args.plugin_path.clone().unwrap_or_else(default_plugin_path);
+        // OpenVPN may change directory (`cd`, `daemon`): the plugin needs an absolute path.
+        let dir = match &ctx.dir {
+            Some(dir) => Some(std::path::absolute(dir).context("cannot resolve --dir")?),
+            None => None,
+        };
+        plugin_server_lines(&plugin, dir.as_deref(), &secret, &config)?
+    } else {
+        let binary = match &args.binary {
+            Some(path) => path.clone(),
+            None => std::env::current_exe().context("cannot find this binary's path")?,
+        };
+        server_lines(&binary, ctx.dir.as_deref(), &secret, &tmp_dir, &config)
+    };
     if !args.no_create {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&tmp_dir)
-            .with_context(|| format!("cannot create {}", tmp_dir.display()))?;
+        if !args.plugin {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&tmp_dir)
+                .with_context(|| format!("cannot create {}", tmp_dir.display()))?;
+        }
         if !secret.exists() {
             create_token_secret(&secret)?;
             eprintln!("Created the auth-token secret {}", secret.display());
         }
     }
-    print!("{}", server_lines(&binary, ctx.dir.as_deref(), &secret, &tmp_dir, &config));
+    print!("{lines}");
     Ok(0)
 }
 
@@ -155,6 +241,38 @@ mod tests {
         assert!(!text.lines().any(|l| l.trim_start().starts_with("reneg-sec")));
         let renewal = config.openvpn.token_renewal_secs;
         assert!(renewal >= 2 * config.openvpn.hand_window_secs);
+    }
+
+    #[test]
+    fn plugin_lines_load_the_plugin_with_the_directory_and_keep_the_token_lines() {
+        let config = Config::default();
+        let secret = Path::new("/srv/mfa dir/auth-token.key");
+        let so = Path::new("/usr/local/lib/ovpn-mfa/libovpn_mfa_plugin.so");
+        let text =
+            plugin_server_lines(so, Some(Path::new("/srv/mfa dir")), secret, &config).unwrap();
+        assert!(text.contains(
+            "\nplugin \"/usr/local/lib/ovpn-mfa/libovpn_mfa_plugin.so\" \"/srv/mfa dir\"\n"
+        ));
+        for script_line in ["script-security", "auth-user-pass-verify", "tmp-dir"] {
+            assert!(!text.lines().any(|l| l.starts_with(script_line)), "{script_line}: {text}");
+        }
+        let script = server_lines(Path::new("/b"), None, secret, Path::new("/t"), &config);
+        let tokens = token_lines(secret, &config);
+        assert!(text.ends_with(&tokens) && script.ends_with(&tokens));
+        assert!(tokens.contains("auth-gen-token 43200 3600 external-auth\n"));
+
+        let text = plugin_server_lines(so, None, secret, &config).unwrap();
+        assert!(text.contains("\nplugin \"/usr/local/lib/ovpn-mfa/libovpn_mfa_plugin.so\"\n"));
+    }
+
+    #[test]
+    fn a_directory_openvpn_would_split_differently_is_refused() {
+        let config = Config::default();
+        let so = Path::new("/p.so");
+        for bad in ["/srv/two  spaces", "/srv/trailing ", " /lead", "/tab\there"] {
+            let err = plugin_server_lines(so, Some(Path::new(bad)), so, &config).unwrap_err();
+            assert!(err.to_string().contains("cannot be passed to an OpenVPN plugin"), "{err}");
+        }
     }
 
     #[test]
