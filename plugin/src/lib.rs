@@ -56,8 +56,7 @@ pub unsafe extern "C" fn openvpn_plugin_open_v3(
     args: *const OpenArgs,
     ret: *mut OpenReturn,
 ) -> c_int {
-    let _call = log::OpenVpnCall::enter();
-    let result = catch_unwind(AssertUnwindSafe(|| {
+    entry_point("open", || {
         // SAFETY: OpenVPN's contract, above; null is checked.
         let (Some(args), Some(ret)) = (unsafe { args.as_ref() }, unsafe { ret.as_mut() }) else {
             return ffi::FUNC_ERROR;
@@ -86,8 +85,7 @@ pub unsafe extern "C" fn openvpn_plugin_open_v3(
                 ffi::FUNC_ERROR
             }
         }
-    }));
-    result.unwrap_or_else(|panic| internal_error("open", &*panic))
+    })
 }
 
 /// One login or renegotiation: `FUNC_SUCCESS` accepts, `FUNC_ERROR` refuses, and
@@ -103,8 +101,7 @@ pub unsafe extern "C" fn openvpn_plugin_func_v3(
     _ret: *mut FuncReturn,
 ) -> c_int {
     let called_at = Instant::now();
-    let _call = log::OpenVpnCall::enter();
-    let result = catch_unwind(AssertUnwindSafe(|| {
+    entry_point("login", || {
         // SAFETY: OpenVPN's contract, above; null is checked.
         let Some(args) = (unsafe { args.as_ref() }) else { return ffi::FUNC_ERROR };
         // SAFETY: the handle is a live Verifier from open_v3 (OpenVPN's contract).
@@ -119,8 +116,7 @@ pub unsafe extern "C" fn openvpn_plugin_func_v3(
         // SAFETY: OpenVPN's contract for envp.
         let env = unsafe { StringArray::new(args.envp) };
         verifier.verify(env, called_at)
-    }));
-    result.unwrap_or_else(|panic| internal_error("login", &*panic))
+    })
 }
 
 /// Stops the workers (queued logins are refused), joins every thread and closes the store.
@@ -131,17 +127,14 @@ pub unsafe extern "C" fn openvpn_plugin_func_v3(
 /// `handle` is null or one `open_v3` returned, not yet closed.
 #[no_mangle]
 pub unsafe extern "C" fn openvpn_plugin_close_v1(handle: *mut c_void) {
-    let _call = log::OpenVpnCall::enter();
-    let result = catch_unwind(AssertUnwindSafe(|| {
+    entry_point("close", || {
         if !handle.is_null() {
             // SAFETY: made by Box::into_raw in open_v3 and closed only once.
             let verifier = unsafe { Box::from_raw(handle.cast::<Verifier>()) };
             verifier.close();
         }
-    }));
-    if let Err(panic) = result {
-        internal_error("close", &*panic);
-    }
+        ffi::FUNC_SUCCESS
+    });
 }
 
 /// The plugin's arguments after the module path, as a directory. OpenVPN splits a single
@@ -155,15 +148,27 @@ fn plugin_dir(argv: StringArray<'_>) -> Option<PathBuf> {
     Some(PathBuf::from(OsStr::from_bytes(&joined)))
 }
 
-/// Logs a caught panic and refuses.
-fn internal_error(during: &str, panic: &(dyn std::any::Any + Send)) -> c_int {
-    let what = panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("unknown panic");
-    tracing::error!("internal error during {during}, refusing: {what}");
-    ffi::FUNC_ERROR
+/// Runs an entry point as OpenVPN's thread (see [`log`]), turning a panic into a logged
+/// `FUNC_ERROR`: a login is refused, never accepted, when something of ours breaks. Even a
+/// panic while logging that stays on this side.
+fn entry_point(during: &str, body: impl FnOnce() -> c_int) -> c_int {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let _call = log::OpenVpnCall::enter();
+        body()
+    }));
+    result.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("unknown panic")
+            .to_owned();
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            let _call = log::OpenVpnCall::enter();
+            tracing::error!("internal error during {during}, refusing: {what}");
+        }));
+        ffi::FUNC_ERROR
+    })
 }
 
 #[cfg(test)]
@@ -182,6 +187,12 @@ mod tests {
         assert_eq!(dir_of(&[c"/lib/p.so"]), None);
         assert_eq!(dir_of(&[c"/lib/p.so", c"/srv/mfa"]), Some("/srv/mfa".into()));
         assert_eq!(dir_of(&[c"/lib/p.so", c"/srv/my", c"mfa"]), Some("/srv/my mfa".into()));
+    }
+
+    #[test]
+    fn a_panic_becomes_a_logged_refusal() {
+        assert_eq!(entry_point("test", || panic!("boom")), ffi::FUNC_ERROR);
+        assert_eq!(entry_point("test", || ffi::FUNC_DEFERRED), ffi::FUNC_DEFERRED);
     }
 
     #[test]

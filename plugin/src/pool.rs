@@ -13,13 +13,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 /// A login waiting for a worker, with the moment OpenVPN stops waiting for it.
 pub struct Job {
-    pub answer: DeferredAnswer,
+    pub answer: Arc<DeferredAnswer>,
     pub deadline: Instant,
 }
 
@@ -84,7 +84,7 @@ impl Pool {
     /// Queues a login for a worker, or hands it back when the queue is full.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
         let Some(queue) = &self.queue else { return Err(job) };
-        let (answer, deadline) = (job.answer.clone(), job.deadline);
+        let (answer, deadline) = (Arc::downgrade(&job.answer), job.deadline);
         match queue.try_send(job) {
             Ok(()) => {
                 self.deadlines.add(deadline, answer);
@@ -164,8 +164,9 @@ fn refuse(job: &Job, why: &str) {
     job.answer.answer(&decision);
 }
 
-/// Deferred logins by deadline, earliest first. An entry stays until its deadline even when
-/// a worker answered it earlier; `expire` is then a no-op.
+/// Deferred logins by deadline, earliest first. Entries are weak: once a worker has answered
+/// and dropped its job, the login (and the password in it) is freed, and the entry is left
+/// to lapse at its deadline.
 #[derive(Default)]
 struct Deadlines {
     state: Mutex<DeadlineState>,
@@ -182,7 +183,7 @@ struct DeadlineState {
 struct Entry {
     at: Instant,
     seq: u64,
-    answer: DeferredAnswer,
+    answer: Weak<DeferredAnswer>,
 }
 
 impl Ord for Entry {
@@ -207,7 +208,7 @@ impl PartialEq for Entry {
 impl Eq for Entry {}
 
 impl Deadlines {
-    fn add(&self, at: Instant, answer: DeferredAnswer) {
+    fn add(&self, at: Instant, answer: Weak<DeferredAnswer>) {
         let mut state = lock(&self.state);
         state.added += 1;
         let seq = state.added;
@@ -229,7 +230,9 @@ impl Deadlines {
                 Some(at) if at <= now => {
                     let entry = state.heap.pop().expect("peeked");
                     drop(state);
-                    entry.answer.expire();
+                    if let Some(answer) = entry.answer.upgrade() {
+                        answer.expire();
+                    }
                     state = lock(&self.state);
                 }
                 Some(at) => {
@@ -243,8 +246,43 @@ impl Deadlines {
         // is a no-op for those and refuses anything that slipped through.
         let rest = std::mem::take(&mut state.heap);
         drop(state);
-        for entry in rest {
-            entry.answer.expire();
+        for answer in rest.into_iter().filter_map(|entry| entry.answer.upgrade()) {
+            answer.expire();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ovpn_mfa::openvpn::login::Login;
+    use std::time::Duration;
+
+    fn answer() -> Arc<DeferredAnswer> {
+        Arc::new(DeferredAnswer::new(Login::from_lookup(|_| None, None)))
+    }
+
+    #[test]
+    fn the_earliest_deadline_comes_first_then_the_oldest_entry() {
+        let now = Instant::now();
+        let (a, b, c) = (answer(), answer(), answer());
+        let mut heap = BinaryHeap::new();
+        for (at, seq, answer) in [(now + Duration::from_secs(5), 1, &a), (now, 2, &b), (now, 3, &c)]
+        {
+            heap.push(Entry { at, seq, answer: Arc::downgrade(answer) });
+        }
+        let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|e| e.seq)).collect();
+        assert_eq!(order, [2, 3, 1]);
+    }
+
+    #[test]
+    fn an_answered_login_is_freed_before_its_deadline() {
+        let deadlines = Deadlines::default();
+        let job = answer();
+        deadlines.add(Instant::now() + Duration::from_secs(60), Arc::downgrade(&job));
+        let weak = Arc::downgrade(&job);
+        drop(job);
+        assert!(weak.upgrade().is_none(), "the deadline entry kept the login alive");
+        assert_eq!(lock(&deadlines.state).heap.len(), 1);
     }
 }

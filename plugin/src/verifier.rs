@@ -102,7 +102,7 @@ impl Verifier {
 
     fn defer(&self, login: Login, called_at: Instant) -> c_int {
         let deadline = called_at + Duration::from_secs(self.config.openvpn.auth_deadline_secs);
-        match self.pool.submit(Job { answer: DeferredAnswer::new(login), deadline }) {
+        match self.pool.submit(Job { answer: Arc::new(DeferredAnswer::new(login)), deadline }) {
             Ok(()) => FUNC_DEFERRED,
             Err(job) => {
                 self.refuse_early(job.answer.login(), "too many logins waiting for a decision")
