@@ -4,6 +4,8 @@
 //! It makes the same decisions as the `verify` script, in the same order: code-only and
 //! token checks are decided at once on OpenVPN's thread; anything that may hash a password,
 //! or that finds the store busy, is deferred to a worker when OpenVPN gave us control files.
+//! (The script also decides at once the odd fields its worker pipe cannot carry; the plugin
+//! hands a login to its workers in memory, so every login can be deferred.)
 //!
 //! # Privileges
 //!
