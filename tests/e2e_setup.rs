@@ -325,9 +325,12 @@ fn a_server_made_by_init_connects_a_user_with_her_profile_and_a_code() {
         assert!(text.contains(needle), "no {needle:?} in the profile:\n{text}");
     }
 
-    // The server config names only files under T and D, and this binary as the verifier.
+    // The server config names only files under T and D, and the plugin next to this binary
+    // as the verifier (init's default front end).
     let conf = std::fs::read_to_string(setup.conf()).unwrap();
-    for needle in ["auth-user-pass-verify", "auth-gen-token", "crl-verify", "management "] {
+    for needle in
+        ["plugin \"", "libovpn_mfa_plugin.so\"", "auth-gen-token", "crl-verify", "management "]
+    {
         assert!(conf.contains(needle), "no {needle:?} in server.conf:\n{conf}");
     }
     assert!(conf.contains(&format!("management {} unix", setup.socket().display())), "{conf}");
@@ -335,7 +338,8 @@ fn a_server_made_by_init_connects_a_user_with_her_profile_and_a_code() {
     assert!(conf.contains(&format!("status {}/", status_dir.display())), "{conf}");
     for path in conf.split_whitespace().map(|w| w.trim_matches('"')).filter(|w| w.starts_with('/'))
     {
-        let inside = [setup.root.as_path(), setup.dir.as_path(), Path::new(BIN)]
+        let plugin = Path::new(BIN).with_file_name("libovpn_mfa_plugin.so");
+        let inside = [setup.root.as_path(), setup.dir.as_path(), Path::new(BIN), &plugin]
             .iter()
             .any(|base| Path::new(path).starts_with(base));
         assert!(inside, "server.conf refers to {path}, outside T and D");
@@ -465,6 +469,8 @@ fn uid_of(user: &str) -> u32 {
 
 #[test]
 fn adopting_an_installer_style_server_adds_mfa_that_works_as_nobody() {
+    // The script front end: the one that must write the store as `nobody` on every login
+    // (the plugin opens it before the privilege drop; tests/e2e_plugin.rs covers that).
     // The server drops to nobody, which must reach the CRL, the store and the tmp-dir: like
     // /etc/openvpn/server, this directory is world-readable, unlike the lab's. Declared
     // first, it outlives the lab and so the server using it.
@@ -478,13 +484,18 @@ fn adopting_an_installer_style_server_adds_mfa_that_works_as_nobody() {
     std::fs::write(&conf, &original).unwrap();
     let dir = shared.path().join("mfa");
 
-    let (out, _) = run(None, &dir, &["server", "adopt", conf.to_str().unwrap(), "--dry-run"]);
+    let (out, _) = run(
+        None,
+        &dir,
+        &["server", "adopt", conf.to_str().unwrap(), "--dry-run", "--verifier", "script"],
+    );
     assert!(out.contains("dry run, nothing written"), "{out}");
     assert!(out.contains("reneg-sec 0"), "{out}");
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), original);
     assert!(!dir.exists(), "the dry run created {}", dir.display());
 
-    let (out, _) = run(None, &dir, &["server", "adopt", conf.to_str().unwrap()]);
+    let (out, _) =
+        run(None, &dir, &["server", "adopt", conf.to_str().unwrap(), "--verifier", "script"]);
     assert!(out.contains("commented out `reneg-sec 0`"), "{out}");
     let adopted = std::fs::read_to_string(&conf).unwrap();
     assert!(adopted.contains(&format!("auth-user-pass-verify \"{BIN} --dir {}", dir.display())));
@@ -503,7 +514,8 @@ fn adopting_an_installer_style_server_adds_mfa_that_works_as_nobody() {
 
     // Twice changes nothing, neither the server's files nor the data directory.
     let before = [tree(&server_dir, true), tree(&dir, true)];
-    let (out, _) = run(None, &dir, &["server", "adopt", conf.to_str().unwrap()]);
+    let (out, _) =
+        run(None, &dir, &["server", "adopt", conf.to_str().unwrap(), "--verifier", "script"]);
     assert!(out.contains("nothing changed"), "{out}");
     assert_same_tree(&before[0], &tree(&server_dir, true));
     assert_same_tree(&before[1], &tree(&dir, true));

@@ -137,33 +137,71 @@ fn default_plugin_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGIN_PATH))
 }
 
+/// Which front end checks logins, and where OpenVPN finds it.
+#[derive(Clone, Debug)]
+pub enum Verifier {
+    /// The `verify` script; `None` means this binary.
+    Script(Option<PathBuf>),
+    /// The in-process plugin; `None` means next to this binary, else the installed path.
+    Plugin(Option<PathBuf>),
+}
+
+/// The MFA lines for this installation (its `--dir` and configuration) and front end. Every
+/// command that writes them into a server configuration calls this.
+pub fn mfa_lines(
+    ctx: &Context,
+    config: &crate::config::Config,
+    verifier: &Verifier,
+) -> Result<String> {
+    let secret = ctx.paths.auth_token_secret();
+    match verifier {
+        Verifier::Plugin(path) => {
+            let plugin = path.clone().unwrap_or_else(default_plugin_path);
+            // OpenVPN may change directory (`cd`, `daemon`): the plugin needs absolute paths.
+            let plugin = std::path::absolute(&plugin).context("cannot resolve the plugin path")?;
+            let dir = match &ctx.dir {
+                Some(dir) => Some(std::path::absolute(dir).context("cannot resolve --dir")?),
+                None => None,
+            };
+            plugin_server_lines(&plugin, dir.as_deref(), &secret, config)
+        }
+        Verifier::Script(binary) => {
+            let binary = match binary {
+                Some(path) => path.clone(),
+                None => std::env::current_exe().context("cannot find this binary's path")?,
+            };
+            let tmp_dir = ctx.paths.openvpn_tmp_dir();
+            Ok(server_lines(&binary, ctx.dir.as_deref(), &secret, &tmp_dir, config))
+        }
+    }
+}
+
+/// Where the plugin would be loaded from, if it is the front end; for checking that it exists.
+pub fn plugin_path(verifier: &Verifier) -> Option<PathBuf> {
+    match verifier {
+        Verifier::Plugin(path) => Some(path.clone().unwrap_or_else(default_plugin_path)),
+        Verifier::Script(_) => None,
+    }
+}
+
 pub fn server_config(ctx: &Context, args: &ServerConfigArgs) -> Result<i32> {
     let config = ctx.config()?;
-    let secret = ctx.paths.auth_token_secret();
-    let tmp_dir = ctx.paths.openvpn_tmp_dir();
-    let lines = if args.plugin {
-        let plugin = args.plugin_path.clone().unwrap_or_else(default_plugin_path);
-        // OpenVPN may change directory (`cd`, `daemon`): the plugin needs an absolute path.
-        let dir = match &ctx.dir {
-            Some(dir) => Some(std::path::absolute(dir).context("cannot resolve --dir")?),
-            None => None,
-        };
-        plugin_server_lines(&plugin, dir.as_deref(), &secret, &config)?
+    let verifier = if args.plugin {
+        Verifier::Plugin(args.plugin_path.clone())
     } else {
-        let binary = match &args.binary {
-            Some(path) => path.clone(),
-            None => std::env::current_exe().context("cannot find this binary's path")?,
-        };
-        server_lines(&binary, ctx.dir.as_deref(), &secret, &tmp_dir, &config)
+        Verifier::Script(args.binary.clone())
     };
+    let lines = mfa_lines(ctx, &config, &verifier)?;
     if !args.no_create {
         if !args.plugin {
+            let tmp_dir = ctx.paths.openvpn_tmp_dir();
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(&tmp_dir)
                 .with_context(|| format!("cannot create {}", tmp_dir.display()))?;
         }
+        let secret = ctx.paths.auth_token_secret();
         if !secret.exists() {
             create_token_secret(&secret)?;
             eprintln!("Created the auth-token secret {}", secret.display());

@@ -22,6 +22,8 @@ pub struct AdoptArgs {
     /// Print the changes without making them.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub verifier: super::server::VerifierArgs,
 }
 
 /// The first word of a config line, if it is a directive.
@@ -66,14 +68,19 @@ pub fn adopt_text(original: &str, mfa_lines: &str) -> (String, Vec<String>) {
         kept.push(line.to_owned());
     }
 
-    let present: Vec<&str> = kept.iter().filter_map(|l| directive(l)).collect();
-    let block: Vec<&str> = mfa_lines
-        .lines()
-        .filter(|l| match directive(l) {
-            Some(d) => !present.contains(&d),
-            None => true,
+    // Settings the file already makes are not repeated, where the file's value serves us as
+    // well. Everything else in the block comes last, and OpenVPN's last value wins.
+    let keeps_its_own = |d: &str| {
+        kept.iter().any(|l| match (directive(l), d) {
+            (Some("script-security"), "script-security") => {
+                args_of(l).first().and_then(|v| v.parse::<u8>().ok()).is_some_and(|v| v >= 2)
+            }
+            (Some(found), "tmp-dir" | "data-ciphers") => found == d,
+            _ => false,
         })
-        .collect();
+    };
+    let block: Vec<&str> =
+        mfa_lines.lines().filter(|l| directive(l).is_none_or(|d| !keeps_its_own(d))).collect();
     if block != old_block {
         changes.push(if old_block.is_empty() {
             "added the ovpn-mfa block (verifier, auth-gen-token external-auth)".into()
@@ -125,14 +132,8 @@ pub fn adopt(ctx: &Context, args: &AdoptArgs) -> Result<i32> {
     let original =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let config = Config::load(&ctx.paths.config_file).unwrap_or_default();
-    let binary = std::env::current_exe().context("cannot find this binary's path")?;
-    let mfa_lines = crate::openvpn::snippets::server_lines(
-        &binary,
-        ctx.dir.as_deref(),
-        &ctx.paths.auth_token_secret(),
-        &ctx.paths.openvpn_tmp_dir(),
-        &config,
-    );
+    let verifier = args.verifier.resolve()?;
+    let mfa_lines = crate::openvpn::snippets::mfa_lines(ctx, &config, &verifier)?;
     let (text, mut changes) = adopt_text(&original, &mfa_lines);
     let needs_store = !ctx.paths.store().exists();
     let needs_secret = !ctx.paths.auth_token_secret().exists();
@@ -263,9 +264,22 @@ mod tests {
         assert!(text.contains("auth-gen-token 43200 3600 external-auth"));
         assert!(text.contains("# reneg-sec 0"));
         assert!(!text.lines().any(|l| l.trim() == "reneg-sec 0"));
-        // verb is already in the file, so it is not repeated.
-        assert_eq!(text.lines().filter(|l| directive(l) == Some("verb")).count(), 1);
         assert_eq!(changes.len(), 2, "{changes:?}");
+    }
+
+    #[test]
+    fn settings_the_file_has_are_kept_but_verifier_lines_always_go_in() {
+        let original = "script-security 3\nplugin /usr/lib/openvpn/openvpn-plugin-auth-pam.so x\n\
+                        data-ciphers AES-128-GCM\n";
+        let mfa = "script-security 2\nplugin \"/lib/libovpn_mfa_plugin.so\"\n\
+                   data-ciphers AES-256-GCM\nhand-window 60\n";
+        let (text, _) = adopt_text(original, mfa);
+        let count = |d: &str| text.lines().filter(|l| directive(l) == Some(d)).count();
+        assert_eq!(count("script-security"), 1, "{text}");
+        assert_eq!(count("data-ciphers"), 1, "{text}");
+        assert_eq!(count("plugin"), 2, "{text}");
+        assert!(text.contains("libovpn_mfa_plugin.so"));
+        assert_eq!(count("hand-window"), 1);
     }
 
     #[test]

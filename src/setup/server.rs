@@ -47,6 +47,39 @@ pub struct InitArgs {
     /// Do not ask for confirmation.
     #[arg(long, short)]
     pub yes: bool,
+    #[command(flatten)]
+    pub verifier: VerifierArgs,
+}
+
+/// How OpenVPN checks logins: the in-process plugin (fast: no process per login), or the
+/// `verify` script (simplest to debug).
+#[derive(clap::Args, Debug)]
+pub struct VerifierArgs {
+    #[arg(long, value_parser = ["plugin", "script"], default_value = "plugin")]
+    pub verifier: String,
+    /// Path of libovpn_mfa_plugin.so as OpenVPN should load it (default: next to this binary
+    /// if it is there, else /usr/local/lib/ovpn-mfa/libovpn_mfa_plugin.so).
+    #[arg(long, value_name = "PATH")]
+    pub plugin_path: Option<PathBuf>,
+}
+
+impl VerifierArgs {
+    /// The chosen front end; the plugin must exist, since OpenVPN would not start without it.
+    pub fn resolve(&self) -> Result<crate::openvpn::snippets::Verifier> {
+        use crate::openvpn::snippets::{plugin_path, Verifier};
+        if self.verifier == "script" {
+            return Ok(Verifier::Script(None));
+        }
+        let verifier = Verifier::Plugin(self.plugin_path.clone());
+        let path = plugin_path(&verifier).expect("a plugin verifier has a path");
+        anyhow::ensure!(
+            path.exists(),
+            "the ovpn-mfa plugin is not at {} (build it with `cargo build --release -p \
+             ovpn-mfa-plugin` and install it there, pass --plugin-path, or use --verifier script)",
+            path.display()
+        );
+        Ok(verifier)
+    }
 }
 
 /// A parsed IPv4 subnet.
@@ -252,14 +285,8 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
 
     // The MFA lines come from the same code as `openvpn server-config`.
     let config = Config::load(&ctx.paths.config_file).unwrap_or_default();
-    let binary = std::env::current_exe().context("cannot find this binary's path")?;
-    let mfa_lines = crate::openvpn::snippets::server_lines(
-        &binary,
-        ctx.dir.as_deref(),
-        &ctx.paths.auth_token_secret(),
-        &ctx.paths.openvpn_tmp_dir(),
-        &config,
-    );
+    let verifier = args.verifier.resolve()?;
+    let mfa_lines = crate::openvpn::snippets::mfa_lines(ctx, &config, &verifier)?;
     let status = under(root, &format!("/var/log/openvpn/{}-status.log", args.name));
     let conf = server_conf(args, port, &subnet, &pki_dir, &state, &mfa_lines, &status);
 
