@@ -11,8 +11,10 @@ done
 if ((${#missing[@]})); then
   echo "Installing from Debian's packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Wait for another apt or unattended-upgrades run instead of failing on its lock.
+  lock=(-o DPkg::Lock::Timeout=600)
+  apt-get "${lock[@]}" update -qq
+  apt-get "${lock[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if ! command -v cargo >/dev/null; then
   echo "cargo (Rust) is needed to build ovpn-mfa: install it from rustup or your distribution" >&2
