@@ -76,8 +76,18 @@ pub enum TunMode {
     Auto,
     /// OpenVPN assigns the pushed address and routes: the tunnel carries traffic.
     Configure,
-    /// `ifconfig-noexec` and `route-noexec`: the device is opened but left unaddressed,
-    /// so any number of such clients can share the client namespace. No ping.
+    /// `ifconfig-noexec` and `route-noexec`: the device gets no address and no route, so
+    /// any number of such clients can share the client namespace. No ping.
+    ///
+    /// The harness creates the device (`ip tuntap add`) and sets it up before OpenVPN opens
+    /// it, because a tun device left down stalls its client. The kernel reports a tun
+    /// device writable only while it is up (`tun_chr_poll`), and OpenVPN, holding a packet
+    /// for the device, reads nothing from its socket until it has written that packet. The
+    /// server sends such packets unasked: it forwards multicast from its own tun device, such
+    /// as the kernel's IPv6 router solicitations, to every client. A client whose device is
+    /// down stops reading at the first one, misses the server's keepalives, and restarts
+    /// with `Inactivity timeout (--ping-restart)` 10 s later (the server pushes
+    /// `ping-restart 10`), then reconnects with its auth token if it has one.
     NoExec,
 }
 
@@ -366,6 +376,11 @@ impl Lab {
             TunMode::NoExec => false,
             TunMode::Auto => !self.clients.iter().any(|(p, tunnel)| *tunnel && p.is_running()),
         };
+        if !tunnel {
+            // Up without an address; see `TunMode::NoExec` for why it must be up.
+            netns::ip(&["-n", &self.client_ns, "tuntap", "add", "dev", &dev, "mode", "tun"]);
+            netns::ip(&["-n", &self.client_ns, "link", "set", "dev", &dev, "up"]);
+        }
         let auth_file = self.path(&format!("{stem}.auth"));
         pki::write_file(&auth_file, &format!("{}\n{}\n", opts.username, opts.password), 0o600);
         (stem, dev, tunnel, auth_file)
