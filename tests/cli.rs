@@ -16,12 +16,14 @@
 //! - recovery codes, passwords
 //! - regressions
 
-use serde_json::Value;
-use std::io::{Read, Write};
+mod support;
+
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::{run, Run};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ovpn-mfa");
 
@@ -30,91 +32,6 @@ const ENV_TO_CLEAR: [&str; 4] = ["OVPN_MFA_DIR", "OVPN_MFA_LOG", "RUST_BACKTRACE
 
 /// The step length of the default configuration, in seconds.
 const PERIOD: u64 = 30;
-
-/// What one run of a program left behind.
-#[derive(Debug)]
-struct Run {
-    what: String,
-    /// `None` when the process was killed by a signal.
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn from_output(what: String, output: Output) -> Self {
-        Run {
-            what,
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// Asserts exit 0 and returns the run for chaining.
-    fn ok(self) -> Self {
-        assert_eq!(self.code, Some(0), "{self}");
-        self
-    }
-
-    /// Asserts that `check` refused (exit 1) with exactly this reason as its only stderr line.
-    fn refused(self, reason: &str) -> Self {
-        assert_eq!(self.code, Some(1), "{self}");
-        assert_eq!(self.stderr.trim_end(), format!("refused: {reason}"), "{self}");
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self}"))
-    }
-
-    /// Everything the run printed, both streams.
-    fn printed(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-
-    /// Asserts a clean failure: a non-zero exit, one `ovpn-mfa: error:` line on stderr and at
-    /// most one `ovpn-mfa: hint:` line after it, nothing else, and no sign of a panic.
-    fn fails_cleanly(self) -> Self {
-        assert!(matches!(self.code, Some(c) if c != 0), "{self}");
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert!(!lines.is_empty() && lines[0].starts_with("ovpn-mfa: error: "), "{self}");
-        assert!(
-            lines.len() == 1 || (lines.len() == 2 && lines[1].starts_with("ovpn-mfa: hint: ")),
-            "{self}"
-        );
-        for bad in ["panicked", "RUST_BACKTRACE"] {
-            assert!(!self.printed().contains(bad), "{self}");
-        }
-        self
-    }
-
-    fn error_line(&self) -> &str {
-        self.stderr.lines().next().unwrap_or_default()
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "`{}` exited {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.what, self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs a prepared command to the end, feeding `stdin` if given.
-fn run(mut command: Command, stdin: Option<&str>) -> Run {
-    let what = format!("{command:?}");
-    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    }
-    Run::from_output(what, child.wait_with_output().unwrap())
-}
 
 /// `ovpn-mfa --dir DIR ARGS...`, isolated from the caller's environment.
 fn ovpn_mfa(dir: &Path, args: &[&str]) -> Command {

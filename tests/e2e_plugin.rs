@@ -12,8 +12,7 @@ mod support;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::{ClientOpts, Lab, ServerOpts, TunMode};
 
@@ -197,21 +196,9 @@ impl Mfa {
     }
 
     fn run_with(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let mut child = Command::new(BIN)
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(args)
-            .env_remove("OVPN_MFA_DIR")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run ovpn-mfa");
-        if let Some(text) = stdin {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
+        let mut command = Command::new(BIN);
+        command.arg("--dir").arg(&self.dir).args(args).env_remove("OVPN_MFA_DIR");
+        let out = support::output(&mut command, stdin);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "ovpn-mfa {args:?} failed: {stderr}");
         String::from_utf8(out.stdout).unwrap()
@@ -234,7 +221,7 @@ impl Mfa {
 
     /// `openvpn server-config --plugin`, without comments, as an admin pastes it.
     fn plugin_lines(&self) -> Vec<String> {
-        let so = plugin_so();
+        let so = support::plugin_so();
         let text = self.run(&["openvpn", "server-config", "--plugin"]);
         let lines: Vec<String> = text
             .lines()
@@ -279,27 +266,6 @@ impl Mfa {
 
 fn opts(lines: &[String]) -> ServerOpts {
     lines.iter().cloned().fold(ServerOpts::new(), ServerOpts::line)
-}
-
-/// The plugin next to the ovpn-mfa binary, where `server-config --plugin` looks first. Built
-/// once per test run: `cargo test` does not build other workspace members' libraries.
-fn plugin_so() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut build = Command::new(cargo);
-            build.args(["build", "-p", "ovpn-mfa-plugin"]);
-            if !cfg!(debug_assertions) {
-                build.arg("--release");
-            }
-            let status = build.current_dir(env!("CARGO_MANIFEST_DIR")).status().unwrap();
-            assert!(status.success(), "cargo build -p ovpn-mfa-plugin failed");
-            let so = Path::new(BIN).with_file_name("libovpn_mfa_plugin.so");
-            assert!(so.exists(), "{} was not built", so.display());
-            so
-        })
-        .clone()
 }
 
 fn code_now(secret: &str) -> String {

@@ -18,10 +18,9 @@
 mod support;
 
 use std::cell::RefCell;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD;
@@ -182,24 +181,10 @@ impl Admin {
     /// `ovpn-mfa -vv --dir DIR ARGS...` with `OVPN_MFA_LOG=trace`; keeps both streams for
     /// the scan under `label`.
     fn command(&self, label: &str, args: &[&str], stdin: Option<&str>, shows: bool) -> Output {
-        let mut child = Command::new(BIN)
-            .arg("-vv")
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(args)
-            .env("OVPN_MFA_LOG", "trace")
-            .env_remove("OVPN_MFA_DIR")
-            .env_remove("RUST_LOG")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run ovpn-mfa");
-        if let Some(text) = stdin {
-            let mut pipe = child.stdin.take().expect("piped stdin");
-            pipe.write_all(text.as_bytes()).expect("write to ovpn-mfa");
-        }
-        let out = child.wait_with_output().expect("wait for ovpn-mfa");
+        let mut command = Command::new(BIN);
+        command.arg("-vv").arg("--dir").arg(&self.dir).args(args);
+        command.env("OVPN_MFA_LOG", "trace").env_remove("OVPN_MFA_DIR").env_remove("RUST_LOG");
+        let out = support::output(&mut command, stdin);
         let text = format!(
             "{}\n{}",
             String::from_utf8_lossy(&out.stdout),

@@ -249,6 +249,8 @@ impl InitServer {
     /// Arguments for the lab: its veth address and port, its own tunnel subnet (so the
     /// server's tunnel address is `lab.server_tunnel_ip()`), everything else default.
     fn new(lab: &Lab) -> InitServer {
+        // init's default front end is the plugin next to this binary: have it built.
+        support::plugin_so();
         let root = lab.path("root");
         let args = vec![
             "server".to_owned(),
@@ -338,7 +340,7 @@ fn a_server_made_by_init_connects_a_user_with_her_profile_and_a_code() {
     assert!(conf.contains(&format!("status {}/", status_dir.display())), "{conf}");
     for path in conf.split_whitespace().map(|w| w.trim_matches('"')).filter(|w| w.starts_with('/'))
     {
-        let plugin = Path::new(BIN).with_file_name("libovpn_mfa_plugin.so");
+        let plugin = support::plugin_so();
         let inside = [setup.root.as_path(), setup.dir.as_path(), Path::new(BIN), &plugin]
             .iter()
             .any(|base| Path::new(path).starts_with(base));

@@ -15,6 +15,8 @@
 //! - hostile input: a table of malformed logins through `verify`, then `check` and `user add`
 //! - hostile stores: read-only, locked for a long time, corrupt
 
+mod support;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use ovpn_mfa::store::{audit, users, AuditEntry, AuditKind, Store};
@@ -29,10 +31,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::Run;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ovpn-mfa");
 
@@ -60,51 +63,8 @@ fn serial() -> MutexGuard<'static, ()> {
 
 // Running the binary.
 
-/// What one run of a program left behind.
-#[derive(Debug)]
-struct Run {
-    what: String,
-    /// `None` when the process was killed by a signal.
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn from_output(what: String, output: Output) -> Self {
-        Run {
-            what,
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    fn ok(self) -> Self {
-        assert_eq!(self.code, Some(0), "{self}");
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self}"))
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "`{}` exited {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.what, self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn run(mut command: Command) -> Run {
-    let what = format!("{command:?}");
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let output = command.output().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    Run::from_output(what, output)
+fn run(command: Command) -> Run {
+    support::run(command, None)
 }
 
 /// `ovpn-mfa --dir DIR ARGS...` with an empty environment: OpenVPN hands a script only the

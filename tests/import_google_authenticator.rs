@@ -10,46 +10,22 @@
 //! - malformed files are reported and skipped, the others in the run imported
 //! - existing users, `--user`, `~/.google_authenticator`, `--dry-run`, `--json`
 
+mod support;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+use support::Run;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ovpn-mfa");
 
-/// One run of a program.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn from(output: Output) -> Self {
-        Run {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    fn ok(self) -> Self {
-        assert_eq!(self.code, Some(0), "{self:#?}");
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self:#?}"))
-    }
-
-    /// The report line about the file at `path`.
-    fn line_for(&self, path: &Path) -> &str {
-        let prefix = format!("{}: ", path.display());
-        self.stdout
-            .lines()
-            .find(|l| l.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("no line for {}: {self:#?}", path.display()))
-    }
+/// The line of an import report about the file at `path`.
+fn line_for<'a>(run: &'a Run, path: &Path) -> &'a str {
+    let prefix = format!("{}: ", path.display());
+    run.stdout
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no line for {}: {run}", path.display()))
 }
 
 /// A temporary ovpn-mfa directory, initialised, and a place for the files to import.
@@ -74,15 +50,9 @@ impl Bed {
     }
 
     fn mfa(&self, args: &[&str]) -> Run {
-        let output = Command::new(BIN)
-            .arg("--dir")
-            .arg(self.mfa_dir())
-            .args(args)
-            .stdin(Stdio::null())
-            .env_remove("OVPN_MFA_LOG")
-            .output()
-            .expect("run ovpn-mfa");
-        Run::from(output)
+        let mut command = Command::new(BIN);
+        command.arg("--dir").arg(self.mfa_dir()).args(args).env_remove("OVPN_MFA_LOG");
+        support::run(command, None)
     }
 
     fn import(&self, paths: &[&Path], flags: &[&str]) -> Run {
@@ -96,7 +66,7 @@ impl Bed {
     /// `ovpn-mfa check NAME CODE` accepted?
     fn accepts(&self, user: &str, code: &str) -> bool {
         let run = self.mfa(&["check", user, code]);
-        assert!(matches!(run.code, Some(0 | 1)), "{run:#?}");
+        assert!(matches!(run.code, Some(0 | 1)), "{run}");
         run.code == Some(0)
     }
 
@@ -194,7 +164,7 @@ fn a_file_from_the_setup_tool_imports_and_the_phone_codes_keep_working() {
     let next_code = phone_code(&file.secret, 30, 30);
 
     let run = bed.import(&[&path], &[]).ok();
-    let line = run.line_for(&path);
+    let line = line_for(&run, &path);
     assert!(line.contains("imported as alice"), "{line}");
     assert!(line.contains("5 scratch codes"), "{line}");
     assert_no_secrets(&run.stdout, &file);
@@ -232,8 +202,8 @@ fn a_code_the_pam_module_saw_used_is_not_accepted_again() {
 
     bed.import(&[&path], &[]).ok();
     let run = bed.mfa(&["check", "judy", &just_used]);
-    assert_eq!(run.code, Some(1), "{run:#?}");
-    assert!(run.stderr.contains("replayed-code"), "{run:#?}");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stderr.contains("replayed-code"), "{run}");
     assert!(bed.accepts("judy", &phone_code_at(&file.secret, 30, at + 30)));
 }
 
@@ -263,7 +233,7 @@ fn the_step_size_is_kept_and_a_wider_window_is_reported() {
     let file = read_ga(&path);
 
     let run = bed.import(&[&path], &[]).ok();
-    let line = run.line_for(&path);
+    let line = line_for(&run, &path);
     assert!(line.contains("60 s steps"), "{line}");
     assert!(line.contains("WINDOW_SIZE 17") && line.contains("otp.window"), "{line}");
     assert_eq!(bed.user_json("carol")["period"], 60);
@@ -285,7 +255,7 @@ fn malformed_files_are_reported_and_skipped_while_the_others_are_imported() {
     std::fs::write(dir.join("strayline"), "JBSWY3DPEHPK3PXP\nhello there\n").unwrap();
 
     let run = bed.import(&[&dir], &[]);
-    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert_eq!(run.code, Some(1), "{run}");
     for (name, reason) in [
         ("counter", "HOTP (counter-based) files are not supported"),
         ("badsecret", "not a usable secret"),
@@ -295,13 +265,13 @@ fn malformed_files_are_reported_and_skipped_while_the_others_are_imported() {
         ("short", "too short"),
         ("strayline", "line 2 is neither an option"),
     ] {
-        let line = run.line_for(&dir.join(name));
+        let line = line_for(&run, &dir.join(name));
         assert!(line.contains("not imported") && line.contains(reason), "{name}: {line}");
     }
     for name in ["good1", "good2"] {
-        assert!(run.line_for(&dir.join(name)).contains(&format!("imported as {name}")));
+        assert!(line_for(&run, &dir.join(name)).contains(&format!("imported as {name}")));
     }
-    assert_eq!(run.stdout.lines().count(), 9, "one line per file: {run:#?}");
+    assert_eq!(run.stdout.lines().count(), 9, "one line per file: {run}");
     assert!(!run.stdout.contains("hello there") && !run.stdout.contains("NOT-BASE32"));
     assert_no_secrets(&run.stdout, &read_ga(&dir.join("counter")));
     assert_eq!(bed.users(), ["good1", "good2"]);
@@ -317,7 +287,7 @@ fn existing_users_are_skipped_and_keep_their_secret() {
     let file = read_ga(&path);
 
     let run = bed.import(&[&path], &[]).ok();
-    assert!(run.line_for(&path).contains("dave exists, skipped"), "{run:#?}");
+    assert!(line_for(&run, &path).contains("dave exists, skipped"), "{run}");
     assert!(!bed.accepts("dave", &file.scratch[0]), "a scratch code of the skipped file works");
     assert!(!bed.accepts("dave", &phone_code(&file.secret, 30, 0)));
     assert!(bed.accepts("dave", &phone_code(old_secret, 30, 0)), "the old secret stopped");
@@ -335,10 +305,10 @@ fn a_home_directory_file_is_imported_for_its_owner_or_for_the_user_flag() {
     let me = Command::new("id").arg("-un").output().unwrap();
     let me = String::from_utf8(me.stdout).unwrap().trim().to_ascii_lowercase();
     let run = bed.import(&[&path], &["--dry-run"]).ok();
-    assert!(run.line_for(&path).contains(&format!("would import as {me}")), "{run:#?}");
+    assert!(line_for(&run, &path).contains(&format!("would import as {me}")), "{run}");
 
     let run = bed.import(&[&path], &["--user", "Erin"]).ok();
-    assert!(run.line_for(&path).contains("imported as erin"), "{run:#?}");
+    assert!(line_for(&run, &path).contains("imported as erin"), "{run}");
     assert_eq!(bed.users(), ["erin"]);
 }
 
@@ -349,8 +319,8 @@ fn the_user_flag_takes_exactly_one_file() {
     google_authenticator(&a, &[]);
     google_authenticator(&b, &[]);
     let run = bed.import(&[&a, &b], &["--user", "frank"]);
-    assert_eq!(run.code, Some(1), "{run:#?}");
-    assert!(run.stderr.contains("exactly one file"), "{run:#?}");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stderr.contains("exactly one file"), "{run}");
     assert!(bed.users().is_empty());
 }
 
@@ -376,7 +346,7 @@ fn json_output_is_one_array_entry_per_file() {
     std::fs::write(bed.files().join("ivan"), "").unwrap();
     std::os::unix::fs::symlink("/etc/hostname", bed.files().join("link")).unwrap();
     let run = bed.import(&[&bed.files()], &["--json"]);
-    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert_eq!(run.code, Some(1), "{run}");
     let report = run.json();
     let statuses: Vec<(&str, &str)> = report
         .as_array()

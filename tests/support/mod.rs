@@ -22,6 +22,8 @@
 mod lab;
 mod netns;
 mod pki;
+mod plugin;
+mod run;
 
 use std::path::Path;
 use std::process::Command;
@@ -34,6 +36,10 @@ pub use lab::{Client, ClientOpts, Lab, PingResult, ServerOpts, TunMode, INIT_DON
 pub use netns::{in_netns, netns_exec, netns_list, netns_run, NS_PREFIX};
 #[allow(unused_imports)]
 pub use pki::Pki;
+#[allow(unused_imports)]
+pub use plugin::plugin_so;
+#[allow(unused_imports)]
+pub use run::{output, run, Run};
 
 /// Panics with instructions unless the process runs as root and the tools are installed.
 /// These tests are meant to run, not to pass by skipping.
@@ -50,10 +56,7 @@ pub fn require_root() {
     );
     for (tool, arg) in [("openvpn", "--version"), ("ip", "-V"), ("ping", "-V")] {
         let found = Command::new(tool).arg(arg).output().is_ok();
-        assert!(
-            found,
-            "the end-to-end tests need `{tool}` on PATH (apt-get install it)"
-        );
+        assert!(found, "the end-to-end tests need `{tool}` on PATH (apt-get install it)");
     }
     assert!(
         Path::new("/dev/net/tun").exists(),
@@ -83,10 +86,8 @@ pub fn wait_for_text(
     min_count: usize,
     timeout: Duration,
 ) -> Result<(), String> {
-    wait_for_match(path, timeout, |text| {
-        text.matches(needle).count() >= min_count
-    })
-    .map_err(|tail| format!("no {min_count} x {needle:?} in {}:\n{tail}", path.display()))
+    wait_for_match(path, timeout, |text| text.matches(needle).count() >= min_count)
+        .map_err(|tail| format!("no {min_count} x {needle:?} in {}:\n{tail}", path.display()))
 }
 
 /// Waits until `matches` accepts the contents of the file at `path` (use it where a regex

@@ -37,10 +37,7 @@ pub fn netns_run(ns: &str, args: &[&str]) -> String {
 
 /// Names of all network namespaces on the host, as `ip netns list` shows them.
 pub fn netns_list() -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("run ip netns list");
+    let out = Command::new("ip").args(["netns", "list"]).output().expect("run ip netns list");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|line| line.split_whitespace().next())
@@ -59,12 +56,7 @@ pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
                 // SAFETY: setns only reads the descriptor, which stays open for the call,
                 // and it changes the namespace of this short-lived thread alone.
                 let rc = unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(
-                    rc,
-                    0,
-                    "setns into {ns}: {}",
-                    std::io::Error::last_os_error()
-                );
+                assert_eq!(rc, 0, "setns into {ns}: {}", std::io::Error::last_os_error());
                 f()
             })
             .join()
