@@ -234,11 +234,13 @@ fn a_server_made_by_server_init_passes() {
         .unwrap();
     assert!(init.status.success(), "server init: {init:?}");
     // What the running system would have: OpenVPN, a synced clock, and the verifier binary
-    // at the path the configuration names.
+    // and plugin at the paths the configuration names.
     let tree = Tree { dir };
     tree.fake_openvpn("2.6.14");
     tree.write("/run/systemd/timesync/synchronized", "", 0o644);
     tree.write(BIN, "", 0o755);
+    let plugin = std::path::Path::new(BIN).with_file_name("libovpn_mfa_plugin.so");
+    tree.write(plugin.to_str().unwrap(), "", 0o644);
 
     let doctor = tree.doctor();
     assert_eq!(doctor.code, Some(0), "{}", doctor.stdout);

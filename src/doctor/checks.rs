@@ -148,11 +148,13 @@ impl Verifier {
         }
     }
 
-    /// The `--dir` the verifier is given, if any.
+    /// The directory the verifier is given, if any: the script's `--dir`, or the plugin's
+    /// argument (which the plugin, like OpenVPN, sees split at spaces and joins again).
     pub fn dir(&self) -> Option<String> {
         let words = match self {
             Verifier::Script { words, .. } => words,
-            Verifier::Plugin { args, .. } => args,
+            Verifier::Plugin { args, .. } if args.is_empty() => return None,
+            Verifier::Plugin { args, .. } => return Some(args.join(" ")),
             _ => return None,
         };
         words.iter().enumerate().find_map(|(i, w)| {
@@ -774,10 +776,13 @@ mod tests {
         assert_eq!(v.dir().as_deref(), Some("/srv/mfa"));
         let conf = OvpnConf::parse("auth-user-pass-verify /etc/openvpn/check.sh via-env\n");
         assert!(matches!(Verifier::of(&conf), Verifier::Other(_)));
-        let conf = OvpnConf::parse("plugin /usr/lib/openvpn/libovpn_mfa_plugin.so --dir=/x\n");
+        let conf =
+            OvpnConf::parse("plugin /usr/lib/openvpn/libovpn_mfa_plugin.so \"/srv/my mfa\"\n");
         let v = Verifier::of(&conf);
         assert!(matches!(v, Verifier::Plugin { .. }));
-        assert_eq!(v.dir().as_deref(), Some("/x"));
+        assert_eq!(v.dir().as_deref(), Some("/srv/my mfa"));
+        let conf = OvpnConf::parse("plugin /usr/lib/openvpn/libovpn_mfa_plugin.so\n");
+        assert_eq!(Verifier::of(&conf).dir(), None);
         assert_eq!(Verifier::of(&OvpnConf::parse("port 1\n")), Verifier::None);
     }
 }
