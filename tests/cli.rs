@@ -307,10 +307,21 @@ fn fifty_concurrent_checks_of_one_code_accept_exactly_one() {
 
 // QR codes.
 
-/// What `zbarimg` reads from an image file.
+/// What `zbarimg` reads from an image file. An SVG is first rasterised with `rsvg-convert`
+/// (librsvg2-bin): zbarimg reads SVG only through an ImageMagick delegate that a minimal
+/// install lacks.
 fn decode_qr(path: &Path) -> String {
+    let image = if path.extension().is_some_and(|e| e == "svg") {
+        let png = path.with_extension("svg.png");
+        let mut rasterise = Command::new("rsvg-convert");
+        rasterise.arg("--output").arg(&png).arg(path);
+        run(rasterise, None).ok();
+        png
+    } else {
+        path.to_path_buf()
+    };
     let mut command = Command::new("zbarimg");
-    command.args(["-q", "--raw"]).arg(path);
+    command.args(["-q", "--raw"]).arg(&image);
     run(command, None).ok().stdout.trim_end().to_owned()
 }
 
