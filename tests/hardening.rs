@@ -733,8 +733,11 @@ fn processes_killed_at_random_points_leave_a_consistent_store_that_lost_no_ackno
         rounds += 1;
         // Three processes to kill, and a bystander whose writes, made while the others die
         // around it, are acknowledged and must last.
+        let names_before = next_name;
         let mut victims: Vec<Victim> = (0..=AT_ONCE)
-            .map(|i| start_victim(&lab, &base, &mut phone, &mut next_name, i < AT_ONCE))
+            .map(|i| {
+                start_victim(&lab, &base, &mut phone, &mut next_name, names_before, i < AT_ONCE)
+            })
             .collect();
 
         victims.sort_by_key(|v| (v.kill_at.is_none(), v.kill_at));
@@ -807,6 +810,7 @@ fn start_victim(
     base: &[String],
     phone: &mut Phone,
     next_name: &mut usize,
+    names_before: usize,
     kill: bool,
 ) -> Victim {
     let mut rng = rand::thread_rng();
@@ -829,12 +833,15 @@ fn start_victim(
             login_command(lab, op, &user, &phone.code(index, s), rng.gen())
         }
         Op::UserAdd => {
-            // Now and then the name of the last enrolment again, to meet UNIQUE.
-            duplicate = *next_name > 0 && rng.gen_ratio(1, 10);
-            if !duplicate {
+            // Now and then the name of an enrolment of an earlier round again, to meet UNIQUE.
+            // Not one of this round: the two would race, and either might be the one refused.
+            duplicate = names_before > 0 && rng.gen_ratio(1, 10);
+            if duplicate {
+                user = format!("added{}", names_before - 1);
+            } else {
+                user = format!("added{next_name}");
                 *next_name += 1;
             }
-            user = format!("added{}", *next_name - 1);
             ovpn_mfa(lab.dir(), &["user", "add", &user, "--json"])
         }
         Op::Disable => ovpn_mfa(lab.dir(), &["user", "disable", &user]),
