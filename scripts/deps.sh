@@ -3,7 +3,7 @@
 # Quiet when everything is already there.
 set -euo pipefail
 
-packages=(openvpn oathtool libpam-google-authenticator zbar-tools librsvg2-bin iproute2 iputils-ping openssl procps nftables)
+packages=(openvpn oathtool libpam-google-authenticator zbar-tools librsvg2-bin iproute2 iputils-ping openssl procps nftables valgrind)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

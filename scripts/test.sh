@@ -21,6 +21,10 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+echo "== the plugin under valgrind (leaks, invalid reads and writes)"
+cargo test -p ovpn-mfa-plugin --test harness -- --ignored --exact valgrind_finds_no_leaks 2>&1 |
+  tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 set -e
 count() { grep -E '^test result:' "$log" | grep -oE "[0-9]+ $1" | awk '{s += $1} END {print s + 0}'; }
 passed=$(count passed)
