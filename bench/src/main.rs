@@ -52,7 +52,7 @@ struct Args {
     /// The ovpn-mfa binary under test (a release build).
     #[arg(long, default_value = "target/release/ovpn-mfa")]
     ovpn_mfa: PathBuf,
-    /// The ovpn-mfa plugin; plugin-otp runs only if this exports the plugin v3 entry points.
+    /// The ovpn-mfa plugin under test (a release build), for the plugin-* configurations.
     #[arg(long, default_value = "target/release/libovpn_mfa_plugin.so")]
     plugin: PathBuf,
     /// Directory for the results (markdown report and per-storm CSV).
@@ -110,21 +110,14 @@ fn run(args: &Args) -> Result<()> {
         ovpn_mfa.display()
     );
     let plugin = std::path::absolute(&args.plugin)?;
-    let plugin_ok = exports_plugin_v3(&plugin);
+    let setups: Vec<Setup> = args.setups.clone().unwrap_or_else(|| setups::ALL.to_vec());
+    anyhow::ensure!(
+        !setups.iter().any(|s| s.uses_plugin()) || exports_plugin_v3(&plugin),
+        "{} does not exist or does not export openvpn_plugin_open_v3 (cargo build --release \
+         -p ovpn-mfa-plugin, or use scripts/bench.sh)",
+        plugin.display()
+    );
     let mut notes = Vec::new();
-    let mut setups: Vec<Setup> = args.setups.clone().unwrap_or_else(|| setups::ALL.to_vec());
-    if !plugin_ok && setups.contains(&Setup::PluginOtp) {
-        notes.push(format!(
-            "plugin-otp (and by default its floor, noop-plugin) not run: {} does not exist or \
-             does not export openvpn_plugin_open_v3",
-            plugin.display()
-        ));
-        if args.setups.is_none() {
-            setups.retain(|s| !matches!(s, Setup::PluginOtp | Setup::NoopPlugin));
-        } else {
-            setups.retain(|s| *s != Setup::PluginOtp);
-        }
-    }
 
     let (quiet, quiet_line) = if args.wait_quiet_mins > 0 {
         machine::wait_quiet(0.5, Duration::from_secs(args.wait_quiet_mins * 60))?
@@ -154,7 +147,7 @@ fn run(args: &Args) -> Result<()> {
     };
     let tools = Tools {
         ovpn_mfa: ovpn_mfa.clone(),
-        plugin: plugin_ok.then(|| plugin.clone()),
+        plugin: plugin.clone(),
         noop_plugin: build_noop_plugin(lab.dir())?,
         pam,
         ga_dir: lab.path("ga"),

@@ -31,9 +31,11 @@ pub enum Setup {
     NoopPlugin,
     /// The ovpn-mfa plugin (plugin/), code only.
     PluginOtp,
+    /// The ovpn-mfa plugin, password + code (argon2id on its worker threads).
+    PluginPassword,
 }
 
-pub const ALL: [Setup; 7] = [
+pub const ALL: [Setup; 8] = [
     Setup::Floor,
     Setup::PamSync,
     Setup::PamDeferred,
@@ -41,6 +43,7 @@ pub const ALL: [Setup; 7] = [
     Setup::ScriptPassword,
     Setup::NoopPlugin,
     Setup::PluginOtp,
+    Setup::PluginPassword,
 ];
 
 impl Setup {
@@ -53,6 +56,7 @@ impl Setup {
             Setup::ScriptPassword => "script-password",
             Setup::NoopPlugin => "noop-plugin",
             Setup::PluginOtp => "plugin-otp",
+            Setup::PluginPassword => "plugin-password",
         }
     }
 
@@ -65,18 +69,24 @@ impl Setup {
             Setup::ScriptPassword => "ovpn-mfa verify script, password + code (argon2id)",
             Setup::NoopPlugin => "no-op plugin (plugin floor)",
             Setup::PluginOtp => "ovpn-mfa plugin, code only",
+            Setup::PluginPassword => "ovpn-mfa plugin, password + code (argon2id, deferred)",
         }
     }
 
     pub fn uses_pam(self) -> bool {
         matches!(self, Setup::PamSync | Setup::PamDeferred)
     }
+
+    /// Runs the ovpn-mfa plugin (so needs it built).
+    pub fn uses_plugin(self) -> bool {
+        matches!(self, Setup::PluginOtp | Setup::PluginPassword)
+    }
 }
 
 /// What the setups need from outside: binaries, the PAM service, a ready password hash.
 pub struct Tools {
     pub ovpn_mfa: PathBuf,
-    pub plugin: Option<PathBuf>,
+    pub plugin: PathBuf,
     pub noop_plugin: PathBuf,
     pub pam: Option<PamService>,
     /// Where the PAM service reads `<user>` secret files from.
@@ -121,8 +131,8 @@ pub fn prepare(setup: Setup, tools: &Tools, work: &Path, users: &[String]) -> Re
             let passwords = keys.iter().map(|k| pam::code(k.as_bytes(), code_time)).collect();
             Ok(Prepared { server_lines: lines, passwords })
         }
-        Setup::ScriptOtp | Setup::ScriptPassword | Setup::PluginOtp => {
-            let with_password = setup == Setup::ScriptPassword;
+        Setup::ScriptOtp | Setup::ScriptPassword | Setup::PluginOtp | Setup::PluginPassword => {
+            let with_password = matches!(setup, Setup::ScriptPassword | Setup::PluginPassword);
             let config = init_ovpn_mfa(&tools.ovpn_mfa, work)?;
             let hash = with_password.then_some(tools.password_hash.as_str());
             enrol(work, &config, users, &keys, hash)?;
@@ -139,9 +149,9 @@ pub fn prepare(setup: Setup, tools: &Tools, work: &Path, users: &[String]) -> Re
                 })
                 .collect();
             let snippet = server_snippet(&tools.ovpn_mfa, work)?;
-            let server_lines = if setup == Setup::PluginOtp {
-                let plugin = tools.plugin.as_ref().context("no ovpn-mfa plugin was built")?;
-                let mut lines = vec![format!("plugin {} \"{}\"", plugin.display(), work.display())];
+            let server_lines = if setup.uses_plugin() {
+                let plugin = tools.plugin.display();
+                let mut lines = vec![format!("plugin {plugin} \"{}\"", work.display())];
                 lines.extend(snippet.into_iter().filter(|l| !is_script_line(l)));
                 lines
             } else {
