@@ -224,12 +224,19 @@ fn a_server_made_by_server_init_passes() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let data = root.join("var/lib/ovpn-mfa");
+    // A stand-in plugin at a path of its own: server init only checks that it exists, and
+    // this test must not depend on another test binary having built the real one.
+    let stand_in = tempfile::tempdir().unwrap();
+    let plugin = stand_in.path().join("libovpn_mfa_plugin.so");
+    std::fs::write(&plugin, "").unwrap();
     let init = Command::new(BIN)
         .arg("--dir")
         .arg(&data)
         .args(["server", "init", "--endpoint", "vpn.example.com", "--no-system", "--yes"])
         .arg("--root")
         .arg(root)
+        .arg("--plugin-path")
+        .arg(&plugin)
         .output()
         .unwrap();
     assert!(init.status.success(), "server init: {init:?}");
@@ -239,7 +246,6 @@ fn a_server_made_by_server_init_passes() {
     tree.fake_openvpn("2.6.14");
     tree.write("/run/systemd/timesync/synchronized", "", 0o644);
     tree.write(BIN, "", 0o755);
-    let plugin = std::path::Path::new(BIN).with_file_name("libovpn_mfa_plugin.so");
     tree.write(plugin.to_str().unwrap(), "", 0o644);
 
     let doctor = tree.doctor();
