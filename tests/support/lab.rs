@@ -302,9 +302,11 @@ impl Lab {
     }
 
     /// Kills the server (SIGKILL) so that it can be started again with other options.
+    /// Stops the server and whatever it forked: the server namespace holds nothing else.
     pub fn stop_server(&mut self) {
         if let Some(server) = self.server.take() {
             server.kill();
+            netns::kill_all(&self.server_ns);
         }
     }
 

@@ -80,16 +80,22 @@ pub(crate) fn destroy(ns: &str) {
     if !netns_list().iter().any(|name| name == ns) {
         return;
     }
-    let pids = Command::new("ip").args(["netns", "pids", ns]).output();
-    if let Ok(pids) = pids {
-        for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
-            if let Ok(pid) = pid.parse::<libc::pid_t>() {
-                // SAFETY: plain syscall on a pid read from our own namespace.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
+    kill_all(ns);
+    let _ = Command::new("ip").args(["netns", "delete", ns]).output();
+}
+
+/// Kills every process in `ns`. A killed OpenVPN leaves behind what it forked there: the
+/// auth-pam plugin's background process, deferred-auth children, scripts. Best effort.
+pub(crate) fn kill_all(ns: &str) {
+    let Ok(pids) = Command::new("ip").args(["netns", "pids", ns]).output() else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+        if let Ok(pid) = pid.parse::<libc::pid_t>() {
+            // SAFETY: plain syscall on a pid read from our own namespace.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
-    let _ = Command::new("ip").args(["netns", "delete", ns]).output();
 }
 
 /// Deletes namespaces left behind by earlier test processes that died without running
