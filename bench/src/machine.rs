@@ -24,6 +24,12 @@ pub fn busy_processes(own_dir: Option<&std::path::Path>) -> Vec<String> {
         if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
+        // A zombie does no work, and its empty cmdline would pass for someone else's
+        // OpenVPN: the deferred-auth children of auth-pam end up here between storms.
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')) {
+            continue;
+        }
         let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
         let comm = comm.trim();
         let build = matches!(
