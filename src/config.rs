@@ -71,6 +71,13 @@ pub struct LockoutConfig {
     pub max_lockout_secs: u64,
 }
 
+/// Upper bounds of the argon2id cost. A hash runs inside the OpenVPN server (the plugin's
+/// workers, several at once) or its worker processes: a cost past these would exhaust memory
+/// or miss OpenVPN's deadline, and a failed allocation aborts the whole server.
+pub const MAX_PASSWORD_MEMORY_KIB: u32 = 262_144;
+pub const MAX_PASSWORD_ITERATIONS: u32 = 16;
+pub const MAX_PASSWORD_PARALLELISM: u32 = 8;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PasswordConfig {
@@ -190,6 +197,17 @@ impl Config {
         if self.session.max_age_secs == 0 {
             return Err("session.max_age_secs must be greater than zero".into());
         }
+        let p = &self.password;
+        if p.memory_kib > MAX_PASSWORD_MEMORY_KIB
+            || p.iterations > MAX_PASSWORD_ITERATIONS
+            || p.parallelism > MAX_PASSWORD_PARALLELISM
+        {
+            return Err(format!(
+                "password cost is too high: at most memory_kib = {MAX_PASSWORD_MEMORY_KIB}, \
+                 iterations = {MAX_PASSWORD_ITERATIONS}, parallelism = {MAX_PASSWORD_PARALLELISM} \
+                 (each login hashes in the server's memory, several at a time)"
+            ));
+        }
         argon2::Params::new(
             self.password.memory_kib,
             self.password.iterations,
@@ -233,7 +251,7 @@ lockout_secs = {ls}
 max_lockout_secs = {lmax}
 
 [password]
-# argon2id cost for optional user passwords.
+# argon2id cost for optional user passwords (at most 262144 KiB, 16 iterations, 8 lanes).
 memory_kib = {mem}
 iterations = {it}
 parallelism = {par}
@@ -301,6 +319,9 @@ mod tests {
             "[otp\n",
             "[otp]\nalgorithm = \"MD5\"",
             "[password]\nmemory_kib = 1",
+            "[password]\nmemory_kib = 4000000000",
+            "[password]\niterations = 100000000",
+            "[password]\nparallelism = 64",
         ] {
             let err = Config::parse(bad).unwrap_err();
             assert!(!err.is_empty() && !err.contains('\n'), "{bad:?}: {err}");

@@ -22,11 +22,28 @@ pub fn hash(password: &Sensitive, config: &PasswordConfig) -> Result<String, Str
 }
 
 /// Checks a password against a stored PHC string; the cost is read from the string itself.
+/// A string whose cost exceeds the configuration's bounds is refused, not computed: it could
+/// only come from outside `set-password`, and computing it could take the server down.
 pub fn verify(password: &Sensitive, stored: &Sensitive) -> bool {
     let Ok(parsed) = PasswordHash::new(stored.expose()) else {
         return false;
     };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    if !within_bounds(&params) {
+        return false;
+    }
     Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok()
+}
+
+fn within_bounds(params: &Params) -> bool {
+    use crate::config::{
+        MAX_PASSWORD_ITERATIONS, MAX_PASSWORD_MEMORY_KIB, MAX_PASSWORD_PARALLELISM,
+    };
+    params.m_cost() <= MAX_PASSWORD_MEMORY_KIB
+        && params.t_cost() <= MAX_PASSWORD_ITERATIONS
+        && params.p_cost() <= MAX_PASSWORD_PARALLELISM
 }
 
 /// Spends the time a real check would, so unknown users take as long as known ones.
@@ -53,5 +70,17 @@ mod tests {
         assert!(verify(&"correct horse".into(), &stored));
         assert!(!verify(&"correct hors".into(), &stored));
         assert!(!verify(&"x".into(), &"not a hash".into()));
+    }
+
+    #[test]
+    fn a_stored_hash_costlier_than_the_bounds_is_refused_without_computing_it() {
+        let stored = hash(&"correct horse".into(), &cheap()).unwrap();
+        // The same salt and digest with a cost of 4 TB would abort on allocation if computed.
+        let costly = Sensitive::from(stored.replace("m=1024", "m=4000000000"));
+        assert!(costly.expose().contains("m=4000000000"));
+        assert!(!verify(&"correct horse".into(), &costly));
+        let slow = Sensitive::from(stored.replace("t=1", "t=100000000"));
+        assert!(slow.expose().contains("t=100000000"));
+        assert!(!verify(&"correct horse".into(), &slow));
     }
 }
