@@ -1227,6 +1227,11 @@ fn hostile_cases(lab: &Lab, v: &str, c: &str, wrong: &str) -> Vec<Case> {
             Attempt::path(lab.scratch().to_owned()),
             "cannot read the credentials file",
         ),
+        failed(
+            "a FIFO nobody writes to as the credentials file",
+            Attempt::path(fifo(&lab.scratch().join("fifo"))),
+            "not a regular file",
+        ),
     ];
     for state in ["Bogus", "authenticated", "", "Initial\n", "Authenticated "] {
         let attempt = Attempt::file("alice", v).set("session_state", state);
@@ -1238,6 +1243,15 @@ fn hostile_cases(lab: &Lab, v: &str, c: &str, wrong: &str) -> Vec<Case> {
         cases.push(refused(what, Attempt::file(name, v), "invalid-username", &printable(name)));
     }
     cases
+}
+
+/// A named pipe at `path` (made once), which would block a reader until someone writes.
+fn fifo(path: &Path) -> PathBuf {
+    if !path.exists() {
+        let status = Command::new("mkfifo").arg(path).status().expect("run mkfifo");
+        assert!(status.success(), "mkfifo failed");
+    }
+    path.to_owned()
 }
 
 /// The store's users and its number of audit rows.

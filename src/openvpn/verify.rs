@@ -43,14 +43,24 @@ fn var(name: &str) -> Option<String> {
 }
 
 fn read_credentials(path: &Path) -> Result<(String, Sensitive), String> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| format!("cannot read the credentials file {}: {e}", path.display()))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |e: &dyn std::fmt::Display| {
+        format!("cannot read the credentials file {}: {e}", path.display())
+    };
+    // OpenVPN writes a regular file. Anything else (a FIFO, a device) could block the read
+    // with OpenVPN's thread waiting; O_NONBLOCK keeps even the open from blocking on a FIFO.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| cannot(&e))?;
+    if !file.metadata().map_err(|e| cannot(&e))?.is_file() {
+        return Err(cannot(&"not a regular file"));
+    }
     // A longer file is cut; its password is then far over the core's limit and refused (and
     // audited) there, like any other malformed login.
     let mut bytes = Vec::new();
-    file.take(MAX_CREDENTIALS_BYTES)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read the credentials file {}: {e}", path.display()))?;
+    file.take(MAX_CREDENTIALS_BYTES).read_to_end(&mut bytes).map_err(|e| cannot(&e))?;
     Ok(split_credentials(&bytes))
 }
 
