@@ -28,6 +28,13 @@ pub enum StoreError {
     Open { path: PathBuf, message: String },
     #[error("the store is busy (locked by another process for too long)")]
     Busy,
+    #[error(
+        "the store {0} is empty (was it truncated?): restore it from a backup, or run \
+         `ovpn-mfa init` to start a new one without users"
+    )]
+    Empty(PathBuf),
+    #[error("{0} is an SQLite database but not an ovpn-mfa store: pass the right --dir")]
+    Foreign(PathBuf),
     #[error("the store was written by a newer ovpn-mfa (schema {found}, this one knows {known})")]
     TooNew { found: i64, known: i64 },
     #[error("user {0} already exists")]
@@ -66,11 +73,16 @@ impl Store {
         let open_err =
             |e: std::io::Error| StoreError::Open { path: path.to_owned(), message: e.to_string() };
         OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(open_err)?;
-        Self::open(path, DEFAULT_BUSY_TIMEOUT)
+        Self::open_as(path, DEFAULT_BUSY_TIMEOUT, schema::Start::MayBeNew)
     }
 
-    /// Opens an existing store, migrating it forward if it is older than this program.
+    /// Opens an existing store, migrating it forward if it is older than this program. An
+    /// empty file is refused rather than silently made into a store without users.
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self> {
+        Self::open_as(path, busy_timeout, schema::Start::Existing)
+    }
+
+    fn open_as(path: &Path, busy_timeout: Duration, start: schema::Start) -> Result<Self> {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_owned()));
         }
@@ -85,6 +97,10 @@ impl Store {
         };
         let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
         conn.busy_timeout(busy_timeout)?;
+        schema::check_start(&conn, start, path).map_err(|e| match e {
+            StoreError::Sqlite(e) => open_err(e),
+            other => other,
+        })?;
         // WAL needs a write the first time; a read-only file or directory fails here.
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -114,6 +130,29 @@ impl Store {
     }
 
     /// SQLite's own consistency check; `Ok(())` when it reports "ok".
+    /// Reads a store file and checks its structure (`PRAGMA quick_check`) and schema without
+    /// writing to it or migrating it: for `doctor`, which must change nothing.
+    pub fn check_file(path: &Path) -> Result<(), String> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| e.to_string())?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let version: i64 =
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+        if version == 0 {
+            return Err("it holds no ovpn-mfa schema (empty, or another program's database)".into());
+        }
+        let mut stmt = conn.prepare("PRAGMA quick_check(5)").map_err(|e| e.to_string())?;
+        let problems: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| e.to_string())?;
+        if problems == ["ok"] {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
     pub fn integrity_check(&self) -> Result<(), String> {
         let result: String = self
             .conn
@@ -164,6 +203,41 @@ mod tests {
         let path = dir.path().join("test.sqlite");
         let err = Store::open(&path, DEFAULT_BUSY_TIMEOUT).err().unwrap();
         assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+    }
+
+    #[test]
+    fn an_emptied_store_is_refused_not_made_into_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ovpn-mfa.sqlite");
+        std::fs::write(&path, b"").unwrap();
+        let err = Store::open(&path, DEFAULT_BUSY_TIMEOUT).err().unwrap();
+        assert!(matches!(err, StoreError::Empty(_)), "{err}");
+        assert!(err.to_string().contains("backup"), "{err}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "the empty file was written to");
+        // `init` may start afresh in it.
+        assert!(Store::create(&path).is_ok());
+    }
+
+    #[test]
+    fn another_programs_database_is_refused_and_left_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.sqlite");
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('x');")
+            .unwrap();
+        drop(other);
+        for err in [
+            Store::open(&path, DEFAULT_BUSY_TIMEOUT).err().unwrap(),
+            Store::create(&path).err().unwrap(),
+        ] {
+            assert!(matches!(err, StoreError::Foreign(_)), "{err}");
+            assert!(!err.to_string().contains("CREATE"), "{err}");
+        }
+        let other = Connection::open(&path).unwrap();
+        let tables: i64 =
+            other.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).unwrap();
+        assert_eq!(tables, 1, "tables were added to another program's database");
     }
 
     #[test]

@@ -61,6 +61,34 @@ const STEPS: &[&str] = &[
 
 pub const CURRENT: i64 = STEPS.len() as i64;
 
+/// Whether a file without any schema may be made into a store (`init`) or must already be one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    MayBeNew,
+    Existing,
+}
+
+/// Refuses, before anything is written, a file that is not a store this program may use:
+/// one from a newer version, another program's database, or (unless starting one) an empty
+/// file.
+pub fn check_start(conn: &Connection, start: Start, path: &std::path::Path) -> Result<()> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > CURRENT {
+        return Err(StoreError::TooNew { found, known: CURRENT });
+    }
+    if found == 0 {
+        let objects: i64 =
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        if objects > 0 {
+            return Err(StoreError::Foreign(path.to_owned()));
+        }
+        if start == Start::Existing {
+            return Err(StoreError::Empty(path.to_owned()));
+        }
+    }
+    Ok(())
+}
+
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > CURRENT {
