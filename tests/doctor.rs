@@ -208,6 +208,7 @@ fn a_clean_tree_passes_with_every_check_ok() {
         "reneg-sec",
         "token-renewal",
         "store-mode",
+        "store-integrity",
         "store-access",
         "mfa-config",
         "key-modes",
@@ -274,7 +275,7 @@ fn text_output_is_one_line_per_check_and_a_fix_line_for_each_problem() {
             lines.next();
         }
     }
-    assert_eq!(checks, 13, "{stdout}");
+    assert_eq!(checks, 14, "{stdout}");
     assert!(
         stdout.contains("FAIL  reneg-sec: /etc/openvpn/server/server.conf: line 19"),
         "{stdout}"
@@ -339,6 +340,31 @@ fn a_store_readable_by_everyone_fails() {
     tree.chmod("/var/lib/ovpn-mfa/ovpn-mfa.sqlite", 0o644);
     let detail = tree.doctor().fails_only("store-mode");
     assert!(detail.contains("0644"), "{detail}");
+}
+
+#[test]
+fn a_damaged_store_fails_and_is_left_as_it_was() {
+    let tree = Tree::clean();
+    let store = tree.path("/var/lib/ovpn-mfa/ovpn-mfa.sqlite");
+    let mut bytes = std::fs::read(&store).unwrap();
+    assert!(bytes.len() >= 3 * 4096, "the store is smaller than expected: {}", bytes.len());
+    // Page 2 onwards hold the tables: what a bad disk or a stray write leaves behind.
+    bytes[4096..3 * 4096].fill(0xA5);
+    std::fs::write(&store, &bytes).unwrap();
+
+    let detail = tree.doctor().fails_only("store-integrity");
+    assert!(detail.contains("damaged"), "{detail}");
+    assert_eq!(std::fs::read(&store).unwrap(), bytes, "doctor wrote to the store");
+}
+
+#[test]
+fn an_emptied_store_fails() {
+    let tree = Tree::clean();
+    let store = tree.path("/var/lib/ovpn-mfa/ovpn-mfa.sqlite");
+    std::fs::write(&store, b"").unwrap();
+    let detail = tree.doctor().fails_only("store-integrity");
+    assert!(detail.contains("no ovpn-mfa schema"), "{detail}");
+    assert_eq!(std::fs::metadata(&store).unwrap().len(), 0, "doctor wrote to the store");
 }
 
 #[test]

@@ -411,6 +411,28 @@ pub fn store_mode(sys: &System, mfa: &MfaPaths) -> Finding {
     worst
 }
 
+pub fn store_integrity(sys: &System, mfa: &MfaPaths) -> Finding {
+    const CHECK: &str = "store-integrity";
+    let store = mfa.store();
+    let shown = sys.shown(&store);
+    if !store.exists() {
+        return Finding::fail(
+            CHECK,
+            format!("no store at {shown}"),
+            "run `ovpn-mfa init` (with the --dir the server's verifier uses)",
+        );
+    }
+    match crate::store::Store::check_file(&store) {
+        Ok(()) => Finding::ok(CHECK, format!("{shown} passes SQLite's quick_check")),
+        Err(problem) => Finding::fail(
+            CHECK,
+            format!("{shown} is damaged: {problem}"),
+            "stop OpenVPN and restore the store from a backup (`sqlite3 FILE .recover` may \
+             save what is left)",
+        ),
+    }
+}
+
 pub fn store_access(s: &Server<'_>) -> Finding {
     const CHECK: &str = "store-access";
     let who = match &s.identity {

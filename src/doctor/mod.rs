@@ -157,6 +157,7 @@ pub fn diagnose(ctx: &Context, args: &DoctorArgs) -> Vec<Finding> {
             checks::reneg_sec(&server),
             checks::token_renewal(&server),
             checks::store_mode(&sys, &server.mfa),
+            checks::store_integrity(&sys, &server.mfa),
             checks::store_access(&server),
             checks::mfa_config(&server),
             checks::key_modes(&server),
