@@ -325,6 +325,10 @@ fn decide(
 
 /// `session_state` Authenticated: OpenVPN has checked the token's signature and age; we check
 /// that the account may still connect and that the session is ours and young enough.
+///
+/// The attempt is audited under the name that was sent (folded when valid), not under the
+/// session's owner: a token of alice's presented as bob is bob's refused attempt. Only a
+/// blanked name (an allowed empty-user token) is audited as the session's user.
 fn resume_session(
     store: &mut Store,
     config: &Config,
@@ -333,6 +337,10 @@ fn resume_session(
     session_id: Option<&str>,
     decision: &mut Decision,
 ) -> Result<Outcome, StoreError> {
+    let sent = Username::parse(username).ok();
+    if let Some(name) = &sent {
+        decision.user = name.to_string();
+    }
     let Some(session_id) = session_id.filter(|s| !s.is_empty() && s.len() <= 128) else {
         return Ok(Outcome::Refused(Refusal::UnknownSession));
     };
@@ -343,10 +351,9 @@ fn resume_session(
     let Some(user) = users::get_by_id(&tx, session.user_id)? else {
         return Ok(Outcome::Refused(Refusal::UnknownUser));
     };
-    decision.user = user.name.clone();
-    if !username.is_empty()
-        && Username::parse(username).ok().as_ref().map(Username::as_str) != Some(&user.name)
-    {
+    if username.is_empty() {
+        decision.user = user.name.clone();
+    } else if sent.as_ref().map(Username::as_str) != Some(&user.name) {
         return Ok(Outcome::Refused(Refusal::UnknownSession));
     }
     if let Some(refusal) = barred(&user, now) {

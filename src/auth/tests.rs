@@ -370,3 +370,22 @@ fn an_hour_of_guessing_has_less_than_one_chance_in_ten_thousand() {
     assert_eq!(evaluated, 15, "5 guesses, lock 15 min; 5, lock 30 min; 5, lock 60 min");
     assert!(success < 1e-4, "{success}");
 }
+
+#[test]
+fn a_token_presented_under_another_name_is_audited_under_that_name() {
+    let mut bed = bed();
+    let code = bed.code_at(T0);
+    assert!(bed.login_state("alice", &code, T0, SessionState::Initial, Some("S1")).accepted());
+    let state = SessionState::Authenticated;
+    let d = bed.login_state("Bob", "SESS_ID_AT_x", T0 + 60, state.clone(), Some("S1"));
+    assert_eq!(refused(&d), Refusal::UnknownSession);
+    assert_eq!(d.user, "bob");
+    let d = bed.login_state("bad name", "SESS_ID_AT_x", T0 + 60, state, Some("S1"));
+    assert_eq!(refused(&d), Refusal::UnknownSession);
+    assert_eq!(d.user, "\"bad name\"");
+    let audit = bed.audit();
+    let rows: Vec<_> =
+        audit.iter().map(|a| (a.user.clone().unwrap(), a.reason.clone().unwrap())).collect();
+    assert_eq!(rows[1], ("bob".to_owned(), "unknown-session".to_owned()));
+    assert_eq!(rows[2], ("\"bad name\"".to_owned(), "unknown-session".to_owned()));
+}
