@@ -51,6 +51,7 @@ fn request<'a>(user: &'a str, password: &'a Sensitive) -> AuthRequest<'a> {
         session_state: SessionState::Initial,
         session_id: None,
         source: Some("198.51.100.7"),
+        common_name: None,
     }
 }
 
@@ -125,6 +126,7 @@ fn decision(c: &mut Criterion) {
                 session_state: SessionState::Authenticated,
                 session_id: Some("bench-session"),
                 source: Some("198.51.100.7"),
+                common_name: None,
             };
             let d = authenticate(&mut store, &config, login_at + 60, &req);
             assert!(d.accepted(), "{d}");

@@ -99,6 +99,8 @@ pub struct OpenVpnConfig {
     pub auth_deadline_secs: u64,
     pub hand_window_secs: u64,
     pub token_renewal_secs: u64,
+    /// Refuse logins whose client certificate's common name is not the user name.
+    pub bind_certificate: bool,
 }
 
 impl Default for OtpConfig {
@@ -140,7 +142,12 @@ impl Default for SessionConfig {
 
 impl Default for OpenVpnConfig {
     fn default() -> Self {
-        OpenVpnConfig { auth_deadline_secs: 30, hand_window_secs: 60, token_renewal_secs: 3600 }
+        OpenVpnConfig {
+            auth_deadline_secs: 30,
+            hand_window_secs: 60,
+            token_renewal_secs: 3600,
+            bind_certificate: true,
+        }
     }
 }
 
@@ -268,6 +275,12 @@ auth_deadline_secs = {deadline}
 # Must match the server's hand-window; token renewal must be at least twice it.
 hand_window_secs = {hw}
 token_renewal_secs = {renew}
+# Refuse a login whose client certificate's common name is not the user name (compared
+# ignoring case), also at renegotiation, so that certificate and code come from one person.
+# `server init` and `user add` issue certificates named after the user. Turn it off only
+# for a PKI whose names differ from the user names. Servers without client certificates
+# (`verify-client-cert none`) are not affected.
+bind_certificate = {bind}
 "#,
             issuer = d.otp.issuer,
             alg = d.otp.algorithm,
@@ -286,6 +299,7 @@ token_renewal_secs = {renew}
             deadline = d.openvpn.auth_deadline_secs,
             hw = d.openvpn.hand_window_secs,
             renew = d.openvpn.token_renewal_secs,
+            bind = d.openvpn.bind_certificate,
         )
     }
 }
@@ -301,6 +315,14 @@ mod tests {
     #[test]
     fn the_default_file_parses_to_the_defaults() {
         assert_eq!(Config::parse(&Config::default_file_text()).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn certificates_are_bound_to_user_names_unless_turned_off() {
+        assert!(Config::default().openvpn.bind_certificate);
+        assert!(Config::default_file_text().contains("\nbind_certificate = true\n"));
+        let off = Config::parse("[openvpn]\nbind_certificate = false").unwrap();
+        assert!(!off.openvpn.bind_certificate);
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub fn measure(
             session_state: SessionState::Initial,
             session_id: None,
             source: Some("198.51.100.7"),
+            common_name: None,
         };
         let decision = authenticate(&mut store, &config, now, &req);
         if !decision.accepted() {

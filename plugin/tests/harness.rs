@@ -73,7 +73,20 @@ fn a_fresh_code_is_accepted_once_then_refused_as_a_replay() {
 
     let code = alice.code_now();
     let reason = fixture.control_file("reason-1");
-    let env = Env::new().set("username", "alice").set("password", &code).file("reason", &reason);
+    // OpenVPN's `common_name` reaches the decision: another user's certificate is refused
+    // (and spends nothing), alice's own gets her the reason a replay is refused for.
+    let foreign = Env::new()
+        .set("username", "alice")
+        .set("password", &code)
+        .set("common_name", "mallory")
+        .file("reason", &reason);
+    assert_eq!(plugin.call(&foreign), ffi::FUNC_ERROR);
+    assert_eq!(std::fs::read_to_string(&reason).unwrap(), "authentication failed");
+    let env = Env::new()
+        .set("username", "alice")
+        .set("password", &code)
+        .set("common_name", "alice")
+        .file("reason", &reason);
     assert_eq!(plugin.call(&env), ffi::FUNC_SUCCESS);
     assert_eq!(plugin.call(&env), ffi::FUNC_ERROR);
     assert_eq!(

@@ -69,6 +69,9 @@ pub struct AuthRequest<'a> {
     pub session_state: SessionState,
     pub session_id: Option<&'a str>,
     pub source: Option<&'a str>,
+    /// The client certificate's common name (OpenVPN's `common_name`), absent when the
+    /// server asks for no client certificate.
+    pub common_name: Option<&'a str>,
 }
 
 /// Why a login was refused. The first word of `as_str` is what logs and the audit log show.
@@ -88,6 +91,8 @@ pub enum Refusal {
     UnknownSessionState,
     UnknownSession,
     SessionTooOld,
+    /// The client certificate was issued to someone else (`openvpn.bind_certificate`).
+    CertificateMismatch,
 }
 
 impl Refusal {
@@ -110,6 +115,7 @@ impl Refusal {
             Refusal::UnknownSessionState => "unknown-session-state",
             Refusal::UnknownSession => "unknown-session",
             Refusal::SessionTooOld => "session-too-old",
+            Refusal::CertificateMismatch => "certificate-mismatch",
         }
     }
 
@@ -127,6 +133,19 @@ impl Refusal {
             _ => "authentication failed",
         }
     }
+}
+
+/// Whether the certificate's common name names `user` (a folded user name), compared the way
+/// user names are folded.
+pub fn certificate_names(common_name: &str, user: &str) -> bool {
+    common_name.eq_ignore_ascii_case(user)
+}
+
+/// What `openvpn.bind_certificate` decides for a login as `user` (folded) with a certificate
+/// named `common_name`: refused when the option is on and the certificate is someone else's.
+/// Without a common name (no client certificates on the server) there is nothing to bind.
+pub fn certificate_mismatch(bind: bool, common_name: Option<&str>, user: &str) -> bool {
+    bind && common_name.is_some_and(|cn| !certificate_names(cn, user))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -301,11 +320,11 @@ fn decide(
         }
         SessionState::Authenticated => {
             decision.method = "token";
-            resume_session(store, config, now, req.username, req.session_id, decision)
+            resume_session(store, config, now, req.username, req, decision)
         }
         SessionState::AuthenticatedEmptyUser if config.session.allow_empty_username_tokens => {
             decision.method = "token";
-            resume_session(store, config, now, "", req.session_id, decision)
+            resume_session(store, config, now, "", req, decision)
         }
         SessionState::AuthenticatedEmptyUser | SessionState::ExpiredEmptyUser => {
             decision.method = "token";
@@ -334,14 +353,14 @@ fn resume_session(
     config: &Config,
     now: u64,
     username: &str,
-    session_id: Option<&str>,
+    req: &AuthRequest<'_>,
     decision: &mut Decision,
 ) -> Result<Outcome, StoreError> {
     let sent = Username::parse(username).ok();
     if let Some(name) = &sent {
         decision.user = name.to_string();
     }
-    let Some(session_id) = session_id.filter(|s| !s.is_empty() && s.len() <= 128) else {
+    let Some(session_id) = req.session_id.filter(|s| !s.is_empty() && s.len() <= 128) else {
         return Ok(Outcome::Refused(Refusal::UnknownSession));
     };
     let tx = store.write()?;
@@ -355,6 +374,9 @@ fn resume_session(
         decision.user = user.name.clone();
     } else if sent.as_ref().map(Username::as_str) != Some(&user.name) {
         return Ok(Outcome::Refused(Refusal::UnknownSession));
+    }
+    if certificate_mismatch(config.openvpn.bind_certificate, req.common_name, &user.name) {
+        return Ok(Outcome::Refused(Refusal::CertificateMismatch));
     }
     if let Some(refusal) = barred(&user, now) {
         return Ok(Outcome::Refused(refusal));
@@ -378,6 +400,11 @@ fn full_login(
         return Ok(Outcome::Refused(Refusal::InvalidUsername));
     };
     decision.user = name.to_string();
+    // Before the store is asked: a certificate issued to someone else learns nothing about
+    // the account, costs it no lockout failure, and pays for no hash.
+    if certificate_mismatch(config.openvpn.bind_certificate, req.common_name, name.as_str()) {
+        return Ok(Outcome::Refused(Refusal::CertificateMismatch));
+    }
 
     // A first look outside any transaction, so slow password hashing holds no lock.
     let Some(user) = users::get(store.conn(), &name)? else {

@@ -13,6 +13,8 @@ struct Bed {
     store: Store,
     config: Config,
     key: OtpKey,
+    /// The `common_name` every login presents; none, as without client certificates.
+    common_name: Option<String>,
 }
 
 fn bed_with_password(password: Option<&str>) -> Bed {
@@ -34,7 +36,7 @@ fn bed_with_password(password: Option<&str>) -> Bed {
     let tx = store.write().unwrap();
     users::insert(&tx, &new, T0).unwrap();
     tx.commit().unwrap();
-    Bed { _dir: dir, store, config, key }
+    Bed { _dir: dir, store, config, key, common_name: None }
 }
 
 fn bed() -> Bed {
@@ -65,6 +67,7 @@ impl Bed {
             session_state: state,
             session_id,
             source: Some("192.0.2.10"),
+            common_name: self.common_name.as_deref(),
         };
         authenticate(&mut self.store, &self.config, now, &req)
     }
@@ -369,6 +372,64 @@ fn an_hour_of_guessing_has_less_than_one_chance_in_ten_thousand() {
     println!("evaluated guesses in one hour: {evaluated}, success probability: {success:.2e}");
     assert_eq!(evaluated, 15, "5 guesses, lock 15 min; 5, lock 30 min; 5, lock 60 min");
     assert!(success < 1e-4, "{success}");
+}
+
+#[test]
+fn a_certificate_of_someone_else_is_refused_before_the_account_is_looked_at() {
+    let mut bed = bed();
+    bed.common_name = Some("mallory".into());
+    let code = bed.code_at(T0);
+    let d = bed.login("alice", &code, T0);
+    assert_eq!(refused(&d), Refusal::CertificateMismatch);
+    assert_eq!(d.client_message(), "authentication failed");
+    // An unknown name is refused the same way, so the refusal says nothing about accounts.
+    assert_eq!(refused(&bed.login("bob", &code, T0)), Refusal::CertificateMismatch);
+    let audit = bed.audit();
+    assert_eq!(audit.len(), 2);
+    assert_eq!(audit[0].user.as_deref(), Some("alice"));
+    assert_eq!(audit[0].decision, "refused");
+    assert_eq!(audit[0].reason.as_deref(), Some("certificate-mismatch"));
+    // Neither the code nor a lockout failure was spent on it.
+    assert_eq!(bed.user().last_step, None);
+    assert_eq!(bed.user().lock.fail_count, 0);
+
+    // The certificate's name is compared the way user names are folded.
+    bed.common_name = Some("Alice".into());
+    let d = bed.login("ALICE", &code, T0);
+    assert!(d.accepted(), "{d}");
+}
+
+#[test]
+fn certificates_are_not_bound_when_turned_off_or_absent() {
+    let mut bed = bed();
+    bed.config.openvpn.bind_certificate = false;
+    bed.common_name = Some("mallory".into());
+    assert!(bed.login("alice", &bed.code_at(T0), T0).accepted());
+    bed.config.openvpn.bind_certificate = true;
+    bed.common_name = None;
+    assert!(bed.login("alice", &bed.code_at(T0 + 30), T0 + 30).accepted());
+}
+
+#[test]
+fn a_token_is_refused_at_renegotiation_with_a_certificate_of_someone_else() {
+    let mut bed = bed();
+    bed.common_name = Some("alice".into());
+    let code = bed.code_at(T0);
+    assert!(bed.login_state("alice", &code, T0, SessionState::Initial, Some("S1")).accepted());
+    let token = "SESS_ID_AT_whatever";
+    let state = SessionState::Authenticated;
+    assert!(bed.login_state("alice", token, T0 + 60, state.clone(), Some("S1")).accepted());
+    bed.common_name = Some("mallory".into());
+    let d = bed.login_state("alice", token, T0 + 120, state.clone(), Some("S1"));
+    assert_eq!(refused(&d), Refusal::CertificateMismatch);
+    // Also for an empty-user token, matched by session.
+    bed.config.session.allow_empty_username_tokens = true;
+    let d = bed.login_state("", token, T0 + 120, SessionState::AuthenticatedEmptyUser, Some("S1"));
+    assert_eq!(refused(&d), Refusal::CertificateMismatch);
+    let last = bed.audit().pop().unwrap();
+    assert_eq!(last.reason.as_deref(), Some("certificate-mismatch"));
+    assert_eq!(last.user.as_deref(), Some("alice"));
+    assert_eq!(last.session_state.as_deref(), Some("AuthenticatedEmptyUser"));
 }
 
 #[test]

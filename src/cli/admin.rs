@@ -92,6 +92,7 @@ pub fn check(ctx: &Context, args: &CheckArgs) -> Result<i32> {
         session_state: SessionState::NoToken,
         session_id: None,
         source: Some("cli"),
+        common_name: None,
     };
     let decision = authenticate(&mut store, &config, crate::unix_now(), &request);
     tracing::debug!("{decision}");

@@ -22,6 +22,8 @@ pub struct Login {
     pub session_state: Option<String>,
     pub session_id: Option<String>,
     pub source: Option<String>,
+    /// The client certificate's common name; absent without client certificates.
+    pub common_name: Option<String>,
     pub control_file: Option<PathBuf>,
     pub reason_file: Option<PathBuf>,
 }
@@ -46,6 +48,7 @@ impl Login {
             session_state: lookup("session_state"),
             session_id: lookup("session_id"),
             source: lookup("untrusted_ip").or_else(|| lookup("untrusted_ip6")),
+            common_name: lookup("common_name"),
             control_file: lookup("auth_control_file").map(PathBuf::from),
             reason_file: lookup("auth_failed_reason_file").map(PathBuf::from),
         }
@@ -58,6 +61,7 @@ impl Login {
             session_state: SessionState::from_env(self.session_state.as_deref()),
             session_id: self.session_id.as_deref(),
             source: self.source.as_deref(),
+            common_name: self.common_name.as_deref(),
         }
     }
 
