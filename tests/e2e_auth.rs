@@ -69,6 +69,7 @@ for_both_front_ends! {
     a_code_replayed_by_a_second_connection_is_refused_as_replay,
     two_simultaneous_logins_with_one_code_let_exactly_one_in,
     unknown_users_are_refused_and_audited_without_stalling_the_tunnels,
+    a_certificate_of_another_user_is_refused_and_audited,
     a_client_survives_renegotiations_only_with_auth_gen_token,
     a_user_disabled_while_connected_is_refused_at_the_next_renegotiation,
     malformed_logins_are_refused_while_the_server_and_connected_clients_carry_on,
@@ -451,9 +452,10 @@ fn a_code_replayed_by_a_second_connection_is_refused_as_replay(front: FrontEnd) 
     let code = code_now(&secret);
     let first = lab.start_client(ClientOpts::new("alice", code.clone()));
     first.wait_connected(CONNECT).unwrap();
-    // Someone who saw the code over alice's shoulder, from another device, seconds later.
-    let second =
-        lab.start_client(ClientOpts::new("alice", code).cert("eavesdropper").tun(TunMode::NoExec));
+    // Someone who saw the code over alice's shoulder, seconds later, from another device
+    // with her certificate (with anyone else's, `bind_certificate` refuses it before the code
+    // is looked at).
+    let second = lab.start_client(ClientOpts::new("alice", code).tun(TunMode::NoExec));
     assert_refused(&second);
 
     assert!(second.log().contains("AUTH_FAILED,code already used"), "{}", second.log());
@@ -471,10 +473,10 @@ fn two_simultaneous_logins_with_one_code_let_exactly_one_in(front: FrontEnd) {
     lab.start_server(mfa.server_opts());
 
     let password = format!("alices password{}", code_now(&secret));
-    let clients: Vec<Client> = ["laptop", "phone"]
-        .into_iter()
-        .map(|cert| {
-            let opts = ClientOpts::new("alice", password.as_str()).cert(cert);
+    // Her laptop and her phone, both with her certificate.
+    let clients: Vec<Client> = (0..2)
+        .map(|_| {
+            let opts = ClientOpts::new("alice", password.as_str());
             lab.start_client(opts.tun(TunMode::NoExec))
         })
         .collect();
@@ -508,8 +510,9 @@ fn unknown_users_are_refused_and_audited_without_stalling_the_tunnels(front: Fro
         [(code_now(&secret), false), ("abcde-fgh23".into(), false), ("4711".repeat(3), true)];
     for (i, (password, deferred)) in attempts.into_iter().enumerate() {
         let user = format!("mallory{i}");
-        let client =
-            lab.start_client(ClientOpts::new(&user, password).cert("mallory").tun(TunMode::NoExec));
+        // A certificate named after the user, as the CA would issue it: with any other,
+        // `bind_certificate` refuses the login before the name is looked up.
+        let client = lab.start_client(ClientOpts::new(&user, password).tun(TunMode::NoExec));
         assert_refused(&client);
         assert_row(&mfa.wait_for_row(&user, "refused", "unknown-user"), "-", "Initial");
         let log = lab.server_log();
@@ -522,6 +525,28 @@ fn unknown_users_are_refused_and_audited_without_stalling_the_tunnels(front: Fro
     assert!(ping.lost() <= 1, "{ping}");
     let slowest = ping.max_rtt_ms.expect("rtt summary");
     assert!(slowest < 500.0, "the tunnel stalled while unknown users were refused: {ping}");
+}
+
+fn a_certificate_of_another_user_is_refused_and_audited(front: FrontEnd) {
+    let mut lab = Lab::new();
+    let mfa = Mfa::init(&lab, front, DEFAULT_TIMING);
+    mfa.add_user("alice", None, "otp");
+    let bob = mfa.add_user("bob", None, "otp");
+    lab.start_server(mfa.server_opts());
+
+    // Alice's certificate with bob's name and bob's valid code: two factors, two people.
+    let code = code_now(&bob);
+    let client =
+        lab.start_client(ClientOpts::new("bob", code.as_str()).cert("alice").tun(TunMode::NoExec));
+    assert_refused(&client);
+    assert!(client.log().contains("AUTH_FAILED,authentication failed"), "{}", client.log());
+    assert_row(&mfa.wait_for_row("bob", "refused", "certificate-mismatch"), "-", "Initial");
+    assert!(!mfa.auth_rows().iter().any(|row| row["decision"] == "accepted"));
+
+    // The refusal spent neither bob's code nor a failure: with his own certificate it works.
+    let own = lab.start_client(ClientOpts::new("BOB", code.as_str()).cert("bob"));
+    assert_connects_and_pings(&lab, &own);
+    assert_row(&mfa.wait_for_row("bob", "accepted", "ok"), "otp", "Initial");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -761,19 +786,21 @@ fn malformed_logins_are_refused_while_the_server_and_connected_clients_carry_on(
         ("carol", "\u{1}".to_owned()),
     ];
     let mut refused = Vec::new();
-    for (i, (username, password)) in attempts.iter().enumerate() {
-        let opts = ClientOpts::new(*username, password.as_str()).cert(format!("bad{i}"));
+    for (username, password) in &attempts {
+        // Each with the certificate of the user it names (where that can be a certificate
+        // name), so that `bind_certificate` lets the malformed field reach the check.
+        let opts = ClientOpts::new(*username, password.as_str());
         refused.push(lab.start_client(opts.tun(TunMode::NoExec)));
     }
     // Longer than OpenVPN writes into the via-file (512 bytes a line): OpenVPN refuses it
     // without running the script. The plugin gets it as it came (there is no file to write)
     // and refuses it like any wrong password.
     let long = format!("{}{bob_code}", "x".repeat(1280 - 6));
-    let long = lab.start_client(ClientOpts::new("bob", long).cert("long").tun(TunMode::NoExec));
+    let long = lab.start_client(ClientOpts::new("bob", long).tun(TunMode::NoExec));
     // 4 KiB does not fit in the client's TLS message (2 KiB in OpenVPN 2.6): the client
     // gives up on its side and retries, and the server never hears of it.
     let huge = format!("{}{bob_code}", "x".repeat(4096 - 6));
-    let huge = lab.start_client(ClientOpts::new("bob", huge).cert("huge").tun(TunMode::NoExec));
+    let huge = lab.start_client(ClientOpts::new("bob", huge).tun(TunMode::NoExec));
 
     for client in refused.iter().chain([&long]) {
         assert_refused(client);
@@ -930,8 +957,7 @@ fn logins_are_refused_within_the_deadline_while_the_store_stays_locked(front: Fr
     drop(store);
 
     // Nothing was half-recorded: carol's code was never used up and still works.
-    let carol_again =
-        lab.start_client(ClientOpts::new("carol", carol_code).cert("carol2").tun(TunMode::NoExec));
+    let carol_again = lab.start_client(ClientOpts::new("carol", carol_code).tun(TunMode::NoExec));
     carol_again.wait_connected(CONNECT).unwrap();
     assert_row(&mfa.wait_for_row("carol", "accepted", "ok"), "otp", "Initial");
 }

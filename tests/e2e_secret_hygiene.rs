@@ -379,6 +379,7 @@ fn debug_output(admin: &Admin, seen: &[String], decide: &[(&str, String, &str)])
             session_state: SessionState::Initial,
             session_id: Some("c2Vzc2lvbi1pZC0x"),
             source: Some("198.51.100.7"),
+            common_name: None,
         };
         let decision = authenticate(&mut store, &config, unix_now(), &request);
         assert_eq!(decision.decision_word(), *expected, "{decision}");
@@ -611,9 +612,9 @@ fn no_secret_code_password_or_token_reaches_a_log_an_audit_row_or_debug_output()
 
     // A wrong code, and alice's code replayed from another device.
     let wrong = wrong_code(&alice);
-    let opts = ClientOpts::new("alice", wrong.as_str()).cert("wrongcode").tun(TunMode::NoExec);
+    let opts = ClientOpts::new("alice", wrong.as_str()).tun(TunMode::NoExec);
     let wrong_client = lab.start_client(opts);
-    let opts = ClientOpts::new("alice", alice_code.as_str()).cert("replay").tun(TunMode::NoExec);
+    let opts = ClientOpts::new("alice", alice_code.as_str()).tun(TunMode::NoExec);
     let replay_client = lab.start_client(opts);
     for client in [&wrong_client, &replay_client] {
         client.wait_auth_failed(CONNECT).unwrap();

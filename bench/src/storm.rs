@@ -29,10 +29,13 @@ const SERVER_BASE: &[&str] = &[
 /// Storm clients log at the default level: enough to see why one failed.
 const CLIENT_VERB: &str = "verb 3";
 
+/// The pinging client's user name and certificate name: ovpn-mfa refuses a certificate
+/// whose name is not the user's (`openvpn.bind_certificate`).
 pub const PINGER_CERT: &str = "pinger";
 
+/// Storm client `i`'s user name, which is also its certificate's name.
 pub fn storm_cert(i: usize) -> String {
-    format!("storm{i}")
+    format!("u{i:03}")
 }
 
 #[derive(Debug, Clone)]
@@ -82,9 +85,8 @@ pub struct StormSpec {
 pub fn run(lab: &mut Lab, tools: &Tools, spec: &StormSpec) -> Result<StormResult> {
     let work = lab.path(&format!("storm{}", spec.id));
     std::fs::create_dir_all(&work)?;
-    let users: Vec<String> = std::iter::once("pinger".to_owned())
-        .chain((1..=spec.n).map(|i| format!("u{i:03}")))
-        .collect();
+    let users: Vec<String> =
+        std::iter::once(PINGER_CERT.to_owned()).chain((1..=spec.n).map(storm_cert)).collect();
     let prepared = setups::prepare(spec.setup, tools, &work.join("mfa"), &users)?;
 
     let mut opts = ServerOpts::new();
