@@ -486,12 +486,14 @@ fn adopting_an_installer_style_server_adds_mfa_that_works_as_nobody() {
     std::fs::write(&conf, &original).unwrap();
     let dir = shared.path().join("mfa");
 
-    let (out, _) = run(
+    let (out, err) = run(
         None,
         &dir,
         &["server", "adopt", conf.to_str().unwrap(), "--dry-run", "--verifier", "script"],
     );
     assert!(out.contains("dry run, nothing written"), "{out}");
+    // Certificates the installer named otherwise would be refused: adopt says how to allow it.
+    assert!(err.contains("note: ") && err.contains("bind_certificate"), "{err}");
     assert!(out.contains("reneg-sec 0"), "{out}");
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), original);
     assert!(!dir.exists(), "the dry run created {}", dir.display());

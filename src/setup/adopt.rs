@@ -96,6 +96,12 @@ pub fn adopt_text(original: &str, mfa_lines: &str) -> (String, Vec<String>) {
     (text, changes)
 }
 
+/// An existing PKI may name its client certificates otherwise than the users.
+pub const BIND_CERTIFICATE_NOTE: &str =
+    "logins are refused unless the client certificate's common name is the user name \
+     (`bind_certificate` in the [openvpn] section of config.toml); if this server's \
+     certificates are named otherwise, set it to false or issue new ones";
+
 /// Warnings about the existing file that adopting does not change.
 pub fn warnings(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -141,6 +147,9 @@ pub fn adopt(ctx: &Context, args: &AdoptArgs) -> Result<i32> {
 
     for warning in warnings(&original) {
         eprintln!("warning: {warning}");
+    }
+    if config.openvpn.bind_certificate {
+        eprintln!("note: {BIND_CERTIFICATE_NOTE}");
     }
     if changes.is_empty() && !needs_store && !needs_secret {
         println!("{}: already has MFA; nothing changed.", path.display());
