@@ -122,15 +122,24 @@ impl Refusal {
     /// The short text sent to the client as `AUTH_FAILED,<text>`. It says no more than the
     /// user needs: wrong password and wrong code look the same, unknown users look like
     /// wrong codes.
-    pub fn client_message(self) -> &'static str {
+    ///
+    /// `bound` says whether the client's certificate is the account's own (its common name
+    /// is the user name). Only then do refusals that only an existing account can earn
+    /// (replay, lockout, a missing password) say why: anyone else could otherwise tell
+    /// existing accounts from unknown ones. Without such a certificate they read
+    /// "authentication failed", like an unknown user.
+    pub fn client_message(self, bound: bool) -> &'static str {
+        const FAILED: &str = "authentication failed";
         match self {
-            Refusal::Replay => "code already used, wait for the next one",
-            Refusal::LockedOut => "too many failed attempts, try again later",
-            Refusal::Malformed(InputError::NoPassword) => "password and code required",
+            Refusal::Replay if bound => "code already used, wait for the next one",
+            Refusal::LockedOut if bound => "too many failed attempts, try again later",
+            Refusal::Malformed(InputError::NoPassword) if bound => "password and code required",
+            // Only a client that holds a token OpenVPN signed for this server gets here, and
+            // these do not depend on whether the name it sent exists.
             Refusal::TokenExpired | Refusal::SessionTooOld | Refusal::UnknownSession => {
                 "session expired, reconnect with a new code"
             }
-            _ => "authentication failed",
+            _ => FAILED,
         }
     }
 }
@@ -167,6 +176,9 @@ pub struct Decision {
     pub session_state: String,
     /// Extra detail for accepted logins, e.g. "recovery-code" or "token".
     pub note: Option<&'static str>,
+    /// Whether the client's certificate names the account decided on (see
+    /// [`Refusal::client_message`]).
+    pub certificate_bound: bool,
     /// Whether the audit row was already written inside the decision's own transaction.
     audited: bool,
     /// Whether it failed only because another process held the store's lock too long.
@@ -203,7 +215,7 @@ impl Decision {
     pub fn client_message(&self) -> &'static str {
         match &self.outcome {
             Outcome::Accepted => "",
-            Outcome::Refused(r) => r.client_message(),
+            Outcome::Refused(r) => r.client_message(self.certificate_bound),
             Outcome::Failed(_) => "authentication temporarily unavailable",
         }
     }
@@ -252,6 +264,7 @@ pub fn authenticate(
         method: "-",
         session_state: req.session_state.as_str().to_owned(),
         note: None,
+        certificate_bound: false,
         audited: false,
         busy: false,
     };
@@ -280,6 +293,7 @@ pub fn failed_decision(req: &AuthRequest<'_>, message: String, store_busy: bool)
         method: "-",
         session_state: req.session_state.as_str().to_owned(),
         note: None,
+        certificate_bound: false,
         audited: false,
         busy: store_busy,
         outcome: Outcome::Failed(message),
@@ -378,6 +392,8 @@ fn resume_session(
     if certificate_mismatch(config.openvpn.bind_certificate, req.common_name, &user.name) {
         return Ok(Outcome::Refused(Refusal::CertificateMismatch));
     }
+    decision.certificate_bound =
+        req.common_name.is_some_and(|cn| certificate_names(cn, &user.name));
     if let Some(refusal) = barred(&user, now) {
         return Ok(Outcome::Refused(refusal));
     }
@@ -405,6 +421,8 @@ fn full_login(
     if certificate_mismatch(config.openvpn.bind_certificate, req.common_name, name.as_str()) {
         return Ok(Outcome::Refused(Refusal::CertificateMismatch));
     }
+    decision.certificate_bound =
+        req.common_name.is_some_and(|cn| certificate_names(cn, name.as_str()));
 
     // A first look outside any transaction, so slow password hashing holds no lock.
     let Some(user) = users::get(store.conn(), &name)? else {

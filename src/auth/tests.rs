@@ -72,6 +72,12 @@ impl Bed {
         authenticate(&mut self.store, &self.config, now, &req)
     }
 
+    fn disable(&mut self) {
+        let tx = self.store.write().unwrap();
+        users::set_state(&tx, &Username::parse("alice").unwrap(), UserState::Disabled, T0).unwrap();
+        tx.commit().unwrap();
+    }
+
     fn audit(&self) -> Vec<AuditEntry> {
         audit::recent(self.store.conn(), None, 1000).unwrap()
     }
@@ -106,6 +112,7 @@ fn a_current_code_is_accepted_and_audited() {
 #[test]
 fn a_code_is_accepted_once_per_step() {
     let mut bed = bed();
+    bed.common_name = Some("alice".into());
     let code = bed.code_at(T0);
     assert!(bed.login("alice", &code, T0).accepted());
     let again = bed.login("alice", &code, T0 + 1);
@@ -449,4 +456,75 @@ fn a_token_presented_under_another_name_is_audited_under_that_name() {
         audit.iter().map(|a| (a.user.clone().unwrap(), a.reason.clone().unwrap())).collect();
     assert_eq!(rows[1], ("bob".to_owned(), "unknown-session".to_owned()));
     assert_eq!(rows[2], ("\"bad name\"".to_owned(), "unknown-session".to_owned()));
+}
+
+/// Whatever an existing account is refused for, a client without that account's certificate
+/// reads the same text as for a name that does not exist: the text tells no one which
+/// accounts exist. With the account's own certificate, the helpful reasons stay.
+#[test]
+fn refusals_read_the_same_for_unknown_and_existing_users_without_the_accounts_certificate() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    for (certificate, bind) in [(None, true), (Some("mallory"), false), (Some("mallory"), true)] {
+        let mut bed = bed_with_password(Some("pw 1234"));
+        bed.config.openvpn.bind_certificate = bind;
+        bed.common_name = certificate.map(str::to_owned);
+        let code = bed.code_at(T0);
+        let unknown = bed.login("nobody", &code, T0).client_message();
+        let unknown_with_password = bed.login("nobody", &format!("pw 1234{code}"), T0);
+        assert_eq!(unknown, "authentication failed");
+        assert_eq!(unknown_with_password.client_message(), unknown);
+
+        // Six failures lock the account here, so that each reason below is reached once.
+        bed.config.lockout.max_failures = 6;
+        let mut attempts: Vec<(&str, Decision)> = vec![];
+        // A replay needs an accepted code first, which a mismatched certificate never gets.
+        if !(bind && certificate.is_some()) {
+            let scrv1 = format!("SCRV1:{}:{}", b64("pw 1234"), b64(&code));
+            assert!(bed.login("alice", &scrv1, T0).accepted());
+            attempts.push(("replay", bed.login("alice", &scrv1, T0 + 1)));
+        }
+        attempts.push(("code only", bed.login("alice", &code, T0 + 2)));
+        attempts.push(("wrong password", bed.login("alice", &format!("wrong{code}"), T0 + 3)));
+        attempts.push(("bad scrv1", bed.login("alice", "SCRV1:*:*", T0 + 4)));
+        attempts.push(("no code", bed.login("alice", "SCRV1:cHc=:", T0 + 5)));
+        attempts.push(("too long", bed.login("alice", &"x".repeat(5000), T0 + 6)));
+        attempts.push(("wrong code", bed.login("alice", "pw 1234000000", T0 + 7)));
+        attempts.push(("locked out", bed.login("alice", &format!("pw 1234{code}"), T0 + 8)));
+        bed.disable();
+        attempts.push(("disabled", bed.login("alice", &format!("pw 1234{code}"), T0 + 9)));
+        for (what, d) in &attempts {
+            assert!(!d.accepted(), "{what}: {d}");
+            assert_eq!(d.client_message(), unknown, "{what} ({certificate:?}, bind={bind}): {d}");
+        }
+        let reasons: Vec<_> = attempts.iter().map(|(_, d)| d.reason()).collect();
+        if bind && certificate.is_some() {
+            assert!(reasons.iter().all(|r| r == "certificate-mismatch"), "{reasons:?}");
+        } else {
+            let all = [
+                "replayed-code",
+                "no-password",
+                "wrong-password",
+                "malformed-scrv1",
+                "no-code",
+                "field-too-long",
+                "wrong-code",
+                "locked-out",
+                "disabled",
+            ];
+            assert_eq!(reasons, all);
+            for reason in all {
+                assert!(reasons.iter().any(|r| r == reason), "no {reason} in {reasons:?}");
+            }
+        }
+    }
+
+    // The account's own certificate: the reasons that help its owner are given.
+    let mut bed = bed_with_password(Some("pw 1234"));
+    bed.common_name = Some("alice".into());
+    let code = bed.code_at(T0);
+    assert_eq!(bed.login("alice", &code, T0).client_message(), "password and code required");
+    assert!(bed.login("alice", &format!("pw 1234{code}"), T0).accepted());
+    let replay = bed.login("alice", &format!("pw 1234{code}"), T0 + 1);
+    assert_eq!(replay.client_message(), "code already used, wait for the next one");
 }
