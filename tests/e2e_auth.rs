@@ -470,10 +470,11 @@ fn two_simultaneous_logins_with_one_code_let_exactly_one_in(front: FrontEnd) {
     let mfa = Mfa::init(&lab, front, DEFAULT_TIMING);
     // A password makes both logins deferred: two workers race for the same step.
     let secret = mfa.add_user("alice", Some("alices password"), "concat");
-    lab.start_server(mfa.server_opts());
+    // Her laptop and her phone, both with her certificate: without `duplicate-cn` the login
+    // accepted first would end the other before its answer came.
+    lab.start_server(mfa.server_opts().line("duplicate-cn"));
 
     let password = format!("alices password{}", code_now(&secret));
-    // Her laptop and her phone, both with her certificate.
     let clients: Vec<Client> = (0..2)
         .map(|_| {
             let opts = ClientOpts::new("alice", password.as_str());
