@@ -2,9 +2,18 @@
 
 use crate::config::PasswordConfig;
 use crate::secret::Sensitive;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use std::cell::RefCell;
 use std::sync::OnceLock;
+
+thread_local! {
+    /// argon2's working memory (19 MiB at the default cost), kept by each thread and reused.
+    /// A fresh buffer per check lands in whichever malloc arena is free as threads contend,
+    /// and each arena keeps what it got: the plugin's four workers grew OpenVPN's RSS to
+    /// 200-800 MiB in a storm of password logins (BENCHMARKS.md).
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
 
 fn hasher(config: &PasswordConfig) -> Result<Argon2<'static>, String> {
     let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
@@ -31,10 +40,41 @@ pub fn verify(password: &Sensitive, stored: &Sensitive) -> bool {
     let Ok(params) = Params::try_from(&parsed) else {
         return false;
     };
-    if !within_bounds(&params) {
+    if !within_bounds(&params) || parsed.algorithm != Algorithm::Argon2id.ident() {
         return false;
     }
-    Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok()
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let argon2 = Argon2::new(Algorithm::Argon2id, version, params);
+    let mut computed = vec![0u8; expected.len()];
+    let hashed = BLOCKS.with(|blocks| {
+        let mut blocks = blocks.borrow_mut();
+        let count = argon2.params().block_count();
+        if blocks.len() < count {
+            blocks.resize(count, Block::default());
+        }
+        let result = argon2.hash_password_into_with_memory(
+            password.expose().as_bytes(),
+            salt,
+            &mut computed,
+            &mut blocks[..count],
+        );
+        // What stays behind is derived from the password: clear it (a memset, cheap next to
+        // the hash).
+        blocks[..count].fill(Block::default());
+        result
+    });
+    // `Output` compares in constant time.
+    hashed.is_ok() && Output::new(&computed).is_ok_and(|computed| computed == expected)
 }
 
 fn within_bounds(params: &Params) -> bool {
