@@ -262,7 +262,8 @@ fn verify_command(
     }
     command
         .env("script_type", "user-pass-verify")
-        .env("common_name", "bench")
+        // The client certificate is named after the user, as `user add` issues it.
+        .env("common_name", credentials.lines().next().unwrap_or_default())
         .env("untrusted_ip", "198.51.100.7")
         .env("untrusted_port", "40000")
         .env("session_state", "Initial")
