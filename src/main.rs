@@ -2,6 +2,7 @@
 //! into a message and an exit code.
 
 use clap::Parser;
+use ovpn_mfa::cli::output::{OutputError, BROKEN_PIPE_EXIT};
 use ovpn_mfa::cli::{run, Cli, Command};
 use tracing_subscriber::EnvFilter;
 
@@ -10,6 +11,10 @@ fn main() {
     init_logging(&cli);
     let code = match run(cli) {
         Ok(code) => code,
+        // A reader that went away (`ovpn-mfa audit | head -1`) ends the command quietly, as it
+        // would end a C program. Commands with something at stake (a secret shown once) say
+        // what happened in an error of their own instead.
+        Err(error) if reader_went_away(&error) => BROKEN_PIPE_EXIT,
         Err(error) => {
             let mut message = format!("{error:#}");
             message.retain(|c| c != '\n');
@@ -41,6 +46,12 @@ fn init_logging(cli: &Cli) {
         .without_time()
         .with_target(false)
         .init();
+}
+
+/// Whether the error is only that standard output's reader went away.
+fn reader_went_away(error: &anyhow::Error) -> bool {
+    let outermost = error.chain().next();
+    outermost.and_then(|e| e.downcast_ref::<OutputError>()).is_some_and(|e| e.is_broken_pipe())
 }
 
 fn hint(error: &anyhow::Error) -> Option<&'static str> {

@@ -845,3 +845,85 @@ fn passwords_shorter_than_eight_characters_are_refused_and_nothing_is_stored() {
     let shown = lab.run(&["user", "show", "dave", "--json"]).ok().json();
     assert_eq!(shown["password"], false);
 }
+
+/// `ovpn-mfa --dir DIR ARGS...` with standard output going to `stdout` (stderr captured).
+fn run_with_stdout(lab: &Lab, args: &[&str], stdout: Stdio) -> Run {
+    let mut command = ovpn_mfa(lab.dir(), args);
+    command.stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
+    let what = format!("{command:?}");
+    Run::from_output(what, command.output().expect("run ovpn-mfa"))
+}
+
+/// Standard output on a full disk.
+fn dev_full() -> Stdio {
+    Stdio::from(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap())
+}
+
+/// Standard output into a pipe nobody reads any more (`| true`, `| head -1` after its line).
+fn closed_pipe() -> Stdio {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe2");
+    // SAFETY: pipe2 just opened these descriptors and nothing else owns them.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    Stdio::from(writer)
+}
+
+/// Guards against a secret stored but never shown: `user add`, `user recovery-codes` and
+/// `user reset-otp` used to commit first and then panic on standard output.
+#[test]
+fn a_secret_that_cannot_be_shown_is_not_stored_and_the_old_one_keeps_working() {
+    let lab = Lab::new();
+    for (sink, name) in [(dev_full(), "f1"), (closed_pipe(), "p1")] {
+        let add = run_with_stdout(&lab, &["user", "add", name], sink).fails_cleanly();
+        assert!(add.error_line().contains(&format!("{name} was not added")), "{add}");
+        assert!(add.error_line().contains("cannot write to standard output"), "{add}");
+    }
+    lab.run(&["user", "add", "j1", "--json"]).ok();
+    run_with_stdout(&lab, &["user", "add", "j2", "--json"], dev_full()).fails_cleanly();
+    lab.assert_store_intact(&["j1"]);
+
+    let secret = lab.add_user("alice");
+    let out = lab.run(&["user", "recovery-codes", "alice", "--yes", "--json"]).ok().json();
+    let code = out["recovery_codes"][0].as_str().unwrap().to_owned();
+    for sink in [dev_full(), closed_pipe()] {
+        let args = ["user", "recovery-codes", "alice", "--yes"];
+        let out = run_with_stdout(&lab, &args, sink).fails_cleanly();
+        assert!(out.error_line().contains("recovery codes of alice were not changed"), "{out}");
+        let args = ["user", "reset-otp", "alice", "--yes"];
+        let out = run_with_stdout(&lab, &args, dev_full()).fails_cleanly();
+        assert!(out.error_line().contains("OTP secret of alice was not changed"), "{out}");
+    }
+    let shown = lab.run(&["user", "show", "alice", "--json"]).ok().json();
+    assert_eq!(shown["recovery_codes_left"], 8);
+    lab.check("alice", &code).ok();
+    lab.check("alice", &totp_at(&secret, unix_now())).ok();
+    let actions = lab.run(&["audit", "--user", "alice"]).ok().stdout;
+    assert_eq!(actions.matches("user-recovery-codes").count(), 1, "{actions}");
+    assert!(!actions.contains("user-reset-otp"), "{actions}");
+}
+
+/// Guards against a panic and backtrace when a reader goes away: `audit | head -1` ends
+/// quietly, with the exit code of a program ended by SIGPIPE; a full disk is an error.
+#[test]
+fn listings_end_quietly_when_their_reader_goes_away() {
+    let lab = Lab::new();
+    for name in ["alice", "bob", "carol"] {
+        lab.add_user(name);
+    }
+    for args in [
+        &["audit", "--limit", "100000"][..],
+        &["audit", "--json"],
+        &["user", "list"],
+        &["user", "show", "alice"],
+        &["openvpn", "client-config", "alice"],
+    ] {
+        let out = run_with_stdout(&lab, args, closed_pipe());
+        assert_eq!(out.code, Some(141), "{out}");
+        assert_eq!(out.stderr, "", "{out}");
+        let out = run_with_stdout(&lab, args, dev_full()).fails_cleanly();
+        assert!(out.error_line().contains("cannot write to standard output: No space"), "{out}");
+    }
+}

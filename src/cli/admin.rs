@@ -2,6 +2,7 @@
 
 use super::{time_text, Context, JsonFlag};
 use crate::auth::{authenticate, AuthRequest, SessionState};
+use crate::cli::output::outln;
 use crate::config::Config;
 use crate::secret::Sensitive;
 use crate::store::{audit, AuditEntry, Store};
@@ -102,12 +103,12 @@ pub fn check(ctx: &Context, args: &CheckArgs) -> Result<i32> {
             "decision": decision.decision_word(),
             "reason": decision.reason(),
         });
-        println!("{value}");
+        outln!("{value}")?;
     }
     match decision.outcome {
         crate::auth::Outcome::Accepted => {
             if !args.json.json {
-                println!("accepted");
+                outln!("accepted")?;
             }
             Ok(0)
         }
@@ -139,12 +140,12 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> Result<i32> {
     };
     let rows = audit::recent(store.conn(), user.as_deref(), args.limit)?;
     if args.json.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(0);
     }
     for row in rows {
         let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-        println!(
+        outln!(
             "{} {} {} user={} source={} method={} session_state={} reason={}",
             time_text(row.at),
             row.kind.as_str(),
@@ -154,7 +155,7 @@ pub fn audit(ctx: &Context, args: &AuditArgs) -> Result<i32> {
             dash(&row.method),
             dash(&row.session_state),
             dash(&row.reason),
-        );
+        )?;
     }
     Ok(0)
 }

@@ -2,6 +2,7 @@
 //! `main.rs` parses, calls [`run`], and renders any error.
 
 mod admin;
+pub mod output;
 mod user;
 
 use crate::config::{Config, Paths};
@@ -106,7 +107,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     // Paths end up in OpenVPN's configuration, which resolves them from its own directory.
     let dir = cli.dir.as_deref().map(std::path::absolute).transpose()?;
     let ctx = Context { paths: Paths::new(dir.as_deref()), dir };
-    match cli.command {
+    let code = match cli.command {
         Command::Init(args) => admin::init(&ctx, &args),
         Command::User(cmd) => user::run(&ctx, cmd),
         Command::Check(args) => admin::check(&ctx, &args),
@@ -123,7 +124,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Doctor(args) => crate::doctor::run(&ctx, &args),
         Command::Verify(args) => Ok(crate::openvpn::verify::run(&ctx, &args)),
         Command::VerifyWorker => Ok(crate::openvpn::verify::run_worker(&ctx)),
-    }
+    }?;
+    output::flush()?;
+    Ok(code)
 }
 
 /// `init` with default options, for commands that set up the store as one of their steps.

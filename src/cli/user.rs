@@ -1,10 +1,12 @@
 //! `user ...`: enrolment and account management.
 
+use super::output::{self, outln};
 use super::{confirm, read_stdin_line, time_text, Context, JsonFlag};
 use crate::auth::{generate_recovery_codes, lockout, password};
 use crate::config::Config;
 use crate::otp::{otpauth_uri, OtpKey, TotpParams};
 use crate::secret::Sensitive;
+use crate::setup::pki::Pki;
 use crate::setup::{profile, ServerState};
 use crate::store::users::{self, ClientMethod, NewUser, User, UserState};
 use crate::store::{audit, recovery, sessions, AuditEntry};
@@ -161,34 +163,70 @@ fn add(ctx: &Context, args: &AddArgs) -> Result<i32> {
         password_hash: hash.as_deref(),
         client_method: method,
     };
+    // With a server set up by `server init`, the user also gets a certificate and profile.
+    // The secret is shown even if that fails, so the enrolment is never lost.
+    let (server, server_error) = match ServerState::load(&ctx.paths.data_dir) {
+        Ok(server) => (server, None),
+        Err(e) => (None, Some(e)),
+    };
+    let mut profile = None;
+    // The secret is shown before the user is committed: if it cannot be (a full disk, a
+    // closed pipe), nothing is stored and no secret nobody saw is left working.
     let stored = (|| -> Result<()> {
         let tx = store.write()?;
         users::insert(&tx, &new, now)?;
         audit::append(&tx, &AuditEntry::admin(now, "user-add", Some(name.as_str())))?;
-        tx.commit()?;
+        profile = server.as_ref().map(|state| profile::issue(state, name.as_str(), method));
+        let profile_path = profile.as_ref().and_then(|p| p.as_ref().ok()).cloned();
+        show_before_commit(
+            || {
+                show_enrolment(
+                    &name,
+                    &issuer,
+                    &key,
+                    &params,
+                    &args.qr,
+                    args.json.json,
+                    profile_path,
+                )
+            },
+            format!("{name} was not added (nothing stored): the secret could not be shown"),
+        )?;
+        tx.commit().with_context(|| {
+            format!("{name} was not added: the store did not save them, so the secret shown does not work")
+        })?;
         Ok(())
     })();
     if let Err(e) = stored {
         remove_files(&written);
+        if let (Some(state), Some(Ok(path))) = (&server, &profile) {
+            withdraw_profile(state, &name, path);
+        }
         return Err(e);
     }
-
-    // With a server set up by `server init`, the user also gets a certificate and profile.
-    // The secret is shown even if that fails, so the enrolment is never lost.
-    let profile = match ServerState::load(&ctx.paths.data_dir) {
-        Ok(Some(state)) => Some(profile::issue(&state, name.as_str(), method)),
-        Ok(None) => None,
-        Err(e) => Some(Err(e)),
-    };
-    let profile_path = profile.as_ref().and_then(|p| p.as_ref().ok()).cloned();
-    show_enrolment(&name, &issuer, &key, &params, &args.qr, args.json.json, profile_path)?;
-    if let Some(Err(e)) = profile {
+    if let Some(e) = server_error.or(profile.and_then(Result::err)) {
         return Err(e.context(format!(
             "{name} was enrolled, but their profile could not be written; retry with \
              `ovpn-mfa user profile {name}`"
         )));
     }
     Ok(0)
+}
+
+/// Runs `show`, which shows a secret once, and flushes it out, so the caller commits only
+/// what was shown. `undone` says what the failure left unchanged.
+fn show_before_commit(show: impl FnOnce() -> Result<()>, undone: String) -> Result<()> {
+    show().and_then(|()| Ok(output::flush()?)).context(undone)
+}
+
+/// Takes back the profile issued to a user whose enrolment was then not stored: the file
+/// goes, and the certificate in it is revoked.
+fn withdraw_profile(state: &ServerState, name: &Username, path: &std::path::Path) {
+    let _ = std::fs::remove_file(path);
+    let revoked = Pki::load(&state.pki_dir).and_then(|mut pki| pki.revoke(name.as_str()));
+    if let Err(e) = revoked {
+        eprintln!("warning: could not revoke the certificate just issued to {name}: {e:#}");
+    }
 }
 
 /// Reads a new password from stdin. At least 8 characters: the field then always holds more
@@ -238,24 +276,24 @@ fn show_enrolment(
         if let Some(path) = &profile {
             value["profile"] = json!(path);
         }
-        println!("{value}");
+        outln!("{value}")?;
         return Ok(());
     }
     if qr.qr_png.is_none() && qr.qr_svg.is_none() {
-        println!("Scan this QR code with an authenticator app:\n");
-        println!("{}", crate::qr::terminal(&uri).map_err(anyhow::Error::msg)?);
+        outln!("Scan this QR code with an authenticator app:\n")?;
+        outln!("{}", crate::qr::terminal(&uri).map_err(anyhow::Error::msg)?)?;
     } else {
         for path in [&qr.qr_png, &qr.qr_svg].into_iter().flatten() {
-            println!("QR code written to {}", path.display());
+            outln!("QR code written to {}", path.display())?;
         }
     }
-    println!("User:   {name}");
-    println!("Secret: {secret}");
-    println!("URI:    {uri}");
+    outln!("User:   {name}")?;
+    outln!("Secret: {secret}")?;
+    outln!("URI:    {uri}")?;
     if let Some(path) = &profile {
-        println!("Profile: {} (certificate and keys inside: send it privately)", path.display());
+        outln!("Profile: {} (certificate and keys inside: send it privately)", path.display())?;
     }
-    println!("\nThe secret is shown only this once. Keep it out of tickets and chat.");
+    outln!("\nThe secret is shown only this once. Keep it out of tickets and chat.")?;
     Ok(())
 }
 
@@ -316,7 +354,7 @@ fn list(ctx: &Context, json: JsonFlag) -> Result<i32> {
             .iter()
             .map(|u| Ok(user_json(u, recovery::remaining(store.conn(), u.id)?, now)))
             .collect::<Result<_>>()?;
-        println!("{}", serde_json::to_string_pretty(&values)?);
+        outln!("{}", serde_json::to_string_pretty(&values)?)?;
         return Ok(0);
     }
     if all.is_empty() {
@@ -324,13 +362,13 @@ fn list(ctx: &Context, json: JsonFlag) -> Result<i32> {
     }
     for user in all {
         let locked = if lockout::is_locked(&user.lock, now) { " locked" } else { "" };
-        println!(
+        outln!(
             "{:<24} {}{} method={}",
             user.name,
             user.state.as_str(),
             locked,
             user.client_method
-        );
+        )?;
     }
     Ok(0)
 }
@@ -341,7 +379,7 @@ fn show(ctx: &Context, args: &NameArgs) -> Result<i32> {
     let user = users::require(store.conn(), &name)?;
     let value = user_json(&user, recovery::remaining(store.conn(), user.id)?, crate::unix_now());
     if args.json.json {
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(0);
     }
     for (field, v) in value.as_object().into_iter().flatten() {
@@ -350,7 +388,7 @@ fn show(ctx: &Context, args: &NameArgs) -> Result<i32> {
             serde_json::Value::Null => "-".into(),
             other => other.to_string(),
         };
-        println!("{field:<20} {text}");
+        outln!("{field:<20} {text}")?;
     }
     Ok(0)
 }
@@ -364,7 +402,7 @@ fn set_state(ctx: &Context, args: &NameArgs, state: UserState) -> Result<i32> {
     let action = if state == UserState::Disabled { "user-disable" } else { "user-enable" };
     audit::append(&tx, &AuditEntry::admin(now, action, Some(name.as_str())))?;
     tx.commit()?;
-    report(args.json.json, &name, state.as_str());
+    report(args.json.json, &name, state.as_str())?;
     if state == UserState::Disabled && !args.json.json {
         eprintln!("Live sessions of {name} are refused at their next renegotiation.");
     }
@@ -381,7 +419,7 @@ fn remove(ctx: &Context, args: &ConfirmArgs) -> Result<i32> {
     users::remove(&tx, &name)?;
     audit::append(&tx, &AuditEntry::admin(now, "user-remove", Some(name.as_str())))?;
     tx.commit()?;
-    report(args.json.json, &name, "removed");
+    report(args.json.json, &name, "removed")?;
 
     // The certificate goes into the CRL, which OpenVPN checks at every connection and
     // renegotiation; live sessions are ended now through the management socket.
@@ -410,9 +448,9 @@ fn profile_command(ctx: &Context, args: &NameArgs) -> Result<i32> {
     let now = crate::unix_now();
     audit::append(store.conn(), &AuditEntry::admin(now, "user-profile", Some(name.as_str())))?;
     if args.json.json {
-        println!("{}", json!({ "user": name.as_str(), "profile": path }));
+        outln!("{}", json!({ "user": name.as_str(), "profile": path }))?;
     } else {
-        println!("Wrote {} (a new certificate; the previous one is revoked)", path.display());
+        outln!("Wrote {} (a new certificate; the previous one is revoked)", path.display())?;
     }
     Ok(0)
 }
@@ -437,14 +475,22 @@ fn reset_otp(ctx: &Context, args: &ResetArgs) -> Result<i32> {
         users::replace_secret(&tx, &name, &key, &params, now)?;
         sessions::end_all_for_user(&tx, user.id)?;
         audit::append(&tx, &AuditEntry::admin(now, "user-reset-otp", Some(name.as_str())))?;
-        tx.commit()?;
+        show_before_commit(
+            || show_enrolment(&name, &issuer, &key, &params, &args.qr, args.json.json, None),
+            format!(
+                "the OTP secret of {name} was not changed (the old one still works): the new \
+                 one could not be shown"
+            ),
+        )?;
+        tx.commit().with_context(|| {
+            format!("the OTP secret of {name} was not changed: the store did not save the new one")
+        })?;
         Ok(())
     })();
     if let Err(e) = stored {
         remove_files(&written);
         return Err(e);
     }
-    show_enrolment(&name, &issuer, &key, &params, &args.qr, args.json.json, None)?;
     Ok(0)
 }
 
@@ -456,7 +502,7 @@ fn unlock(ctx: &Context, args: &NameArgs) -> Result<i32> {
     users::unlock(&tx, &name, now)?;
     audit::append(&tx, &AuditEntry::admin(now, "user-unlock", Some(name.as_str())))?;
     tx.commit()?;
-    report(args.json.json, &name, "unlocked");
+    report(args.json.json, &name, "unlocked")?;
     Ok(0)
 }
 
@@ -472,16 +518,30 @@ fn recovery_codes(ctx: &Context, args: &ConfirmArgs) -> Result<i32> {
     let tx = store.write()?;
     recovery::replace(&tx, user.id, &codes)?;
     audit::append(&tx, &AuditEntry::admin(now, "user-recovery-codes", Some(name.as_str())))?;
-    tx.commit()?;
-    if args.json.json {
-        println!("{}", json!({ "user": name.as_str(), "recovery_codes": codes }));
-    } else {
-        println!("Recovery codes for {name}, each usable once in place of a code:\n");
-        for code in &codes {
-            println!("  {code}");
+    let show = || -> Result<()> {
+        if args.json.json {
+            outln!("{}", json!({ "user": name.as_str(), "recovery_codes": codes }))?;
+        } else {
+            outln!("Recovery codes for {name}, each usable once in place of a code:\n")?;
+            for code in &codes {
+                outln!("  {code}")?;
+            }
+            outln!("\nThey are shown only this once; earlier codes no longer work.")?;
         }
-        println!("\nThey are shown only this once; earlier codes no longer work.");
-    }
+        Ok(())
+    };
+    show_before_commit(
+        show,
+        format!(
+            "the recovery codes of {name} were not changed (the earlier ones still work): the \
+             new ones could not be shown"
+        ),
+    )?;
+    tx.commit().with_context(|| {
+        format!(
+            "the recovery codes of {name} were not changed: the store did not save the new ones"
+        )
+    })?;
     Ok(0)
 }
 
@@ -501,14 +561,15 @@ fn set_password(ctx: &Context, args: &SetPasswordArgs) -> Result<i32> {
     let action = if args.clear { "user-clear-password" } else { "user-set-password" };
     audit::append(&tx, &AuditEntry::admin(now, action, Some(name.as_str())))?;
     tx.commit()?;
-    report(false, &name, if args.clear { "password cleared" } else { "password set" });
+    report(false, &name, if args.clear { "password cleared" } else { "password set" })?;
     Ok(0)
 }
 
-fn report(json: bool, name: &Username, what: &str) {
+fn report(json: bool, name: &Username, what: &str) -> Result<()> {
     if json {
-        println!("{}", json!({ "user": name.as_str(), "result": what }));
+        outln!("{}", json!({ "user": name.as_str(), "result": what }))?;
     } else {
-        println!("{name}: {what}");
+        outln!("{name}: {what}")?;
     }
+    Ok(())
 }

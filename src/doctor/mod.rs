@@ -10,6 +10,7 @@ pub mod checks;
 pub mod ovpn_conf;
 pub mod system;
 
+use crate::cli::output::outln;
 use crate::cli::{Context, JsonFlag};
 use crate::config::{Paths, CONFIG_FILE, DEFAULT_CONFIG_DIR, DEFAULT_DATA_DIR};
 use anyhow::Result;
@@ -102,13 +103,13 @@ impl Finding {
 pub fn run(ctx: &Context, args: &DoctorArgs) -> Result<i32> {
     let findings = diagnose(ctx, args);
     if args.json.json {
-        println!("{}", serde_json::to_string_pretty(&findings)?);
+        outln!("{}", serde_json::to_string_pretty(&findings)?)?;
     } else {
         for f in &findings {
             let about = f.config.as_deref().map(|c| format!("{c}: ")).unwrap_or_default();
-            println!("{:<4}  {}: {about}{}", f.status.label(), f.check, f.detail);
+            outln!("{:<4}  {}: {about}{}", f.status.label(), f.check, f.detail)?;
             if let Some(fix) = &f.fix {
-                println!("      fix: {fix}");
+                outln!("      fix: {fix}")?;
             }
         }
     }

@@ -7,6 +7,7 @@
 pub mod google_authenticator;
 
 use crate::auth::normalise_recovery_code;
+use crate::cli::output::outln;
 use crate::cli::{Context, JsonFlag};
 use crate::otp::{Algorithm, TotpParams};
 use crate::store::users::{self, ClientMethod, NewUser};
@@ -128,13 +129,13 @@ fn google_authenticator(ctx: &Context, args: &GoogleAuthenticatorArgs) -> Result
             Entry::Report(report) => report,
         };
         if !args.json.json {
-            println!("{}", report.line());
+            outln!("{}", report.line())?;
         }
         reports.push(report);
     }
 
     if args.json.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        outln!("{}", serde_json::to_string_pretty(&reports)?)?;
     }
     Ok(if reports.iter().any(|r| r.status == FileStatus::Failed) { 1 } else { 0 })
 }

@@ -1,5 +1,6 @@
 //! Configuration lines for an OpenVPN server and its clients.
 
+use crate::cli::output::out;
 use crate::cli::Context;
 use crate::store::users::{self, ClientMethod};
 use crate::username::Username;
@@ -207,7 +208,7 @@ pub fn server_config(ctx: &Context, args: &ServerConfigArgs) -> Result<i32> {
             eprintln!("Created the auth-token secret {}", secret.display());
         }
     }
-    print!("{lines}");
+    out!("{lines}")?;
     Ok(0)
 }
 
@@ -252,7 +253,7 @@ pub fn client_config(ctx: &Context, args: &ClientConfigArgs) -> Result<i32> {
     let name = Username::parse(&args.name)?;
     let store = ctx.store()?;
     let user = users::require(store.conn(), &name)?;
-    print!("{}", client_lines(user.client_method));
+    out!("{}", client_lines(user.client_method))?;
     Ok(0)
 }
 

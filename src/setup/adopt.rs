@@ -6,6 +6,7 @@
 //! (hand-window, data-ciphers, script-security...) are not repeated. `reneg-sec 0`, which
 //! OpenVPN refuses together with auth-gen-token, is commented out.
 
+use crate::cli::output::outln;
 use crate::cli::Context;
 use crate::config::Config;
 use anyhow::{Context as _, Result};
@@ -152,7 +153,7 @@ pub fn adopt(ctx: &Context, args: &AdoptArgs) -> Result<i32> {
         eprintln!("note: {BIND_CERTIFICATE_NOTE}");
     }
     if changes.is_empty() && !needs_store && !needs_secret {
-        println!("{}: already has MFA; nothing changed.", path.display());
+        outln!("{}: already has MFA; nothing changed.", path.display())?;
         return Ok(0);
     }
     if needs_store {
@@ -171,9 +172,9 @@ pub fn adopt(ctx: &Context, args: &AdoptArgs) -> Result<i32> {
         ));
     }
     if args.dry_run {
-        println!("Would change {} (dry run, nothing written):", path.display());
+        outln!("Would change {} (dry run, nothing written):", path.display())?;
         for change in &changes {
-            println!("  - {change}");
+            outln!("  - {change}")?;
         }
         return Ok(0);
     }
@@ -203,16 +204,16 @@ pub fn adopt(ctx: &Context, args: &AdoptArgs) -> Result<i32> {
         let file_mode =
             if mode & 0o077 == 0 { super::files::Mode::Secret } else { super::files::Mode::Public };
         super::files::write_file(path, text.as_bytes(), file_mode)?;
-        println!("Backed up the original to {}", backup.display());
+        outln!("Backed up the original to {}", backup.display())?;
     }
     if let Some(user) = &run_as {
         give_to(user, &ctx.paths.data_dir)?;
     }
-    println!("Changed {}:", path.display());
+    outln!("Changed {}:", path.display())?;
     for change in &changes {
-        println!("  - {change}");
+        outln!("  - {change}")?;
     }
-    println!("Restart the OpenVPN server to apply.");
+    outln!("Restart the OpenVPN server to apply.")?;
     Ok(0)
 }
 

@@ -6,6 +6,7 @@
 use super::files::{write_file, Mode};
 use super::pki::{self, Pki};
 use super::{under, ServerState};
+use crate::cli::output::outln;
 use crate::cli::Context;
 use crate::config::Config;
 use anyhow::{bail, Context as _, Result};
@@ -394,26 +395,26 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
     }
 
     if steps.is_empty() {
-        println!("Nothing to do: the server {} is set up as asked.", args.name);
+        outln!("Nothing to do: the server {} is set up as asked.", args.name)?;
         return Ok(0);
     }
     if args.dry_run {
-        println!("Would make these changes (dry run, nothing written):");
+        outln!("Would make these changes (dry run, nothing written):")?;
         for step in &steps {
-            println!("  - {}", step.describe());
+            outln!("  - {}", step.describe())?;
         }
         return Ok(0);
     }
     for step in &steps {
-        println!("- {}", step.describe());
+        outln!("- {}", step.describe())?;
         apply(ctx, step)?;
     }
-    println!(
+    outln!(
         "\nServer {} is set up. Next: `ovpn-mfa user add NAME` enrols a user and writes their \
          profile to {}.",
         args.name,
         state.profiles_dir.display()
-    );
+    )?;
     Ok(0)
 }
 
