@@ -56,12 +56,24 @@ fn reader_went_away(error: &anyhow::Error) -> bool {
 
 fn hint(error: &anyhow::Error) -> Option<&'static str> {
     let io = error.chain().find_map(|e| e.downcast_ref::<std::io::Error>());
+    // EACCES and EPERM. Root gets them too, from an immutable file or a read-only mount:
+    // telling root to run as root helps no one.
     if io.is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied) {
-        return Some("run as root, or pass --dir to use a directory you own");
+        return Some(if euid_is_root() {
+            "even root may not change it: check for an immutable attribute (`lsattr`, \
+             `chattr -i`), a read-only mount, or a security module"
+        } else {
+            "run as root, or pass --dir to use a directory you own"
+        });
     }
     let text = format!("{error:#}");
     if text.contains("readonly") || text.contains("read-only") {
         return Some("the data directory or store is read-only; check its mode and mount");
     }
     None
+}
+
+fn euid_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }

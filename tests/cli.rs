@@ -927,3 +927,99 @@ fn listings_end_quietly_when_their_reader_goes_away() {
         assert!(out.error_line().contains("cannot write to standard output: No space"), "{out}");
     }
 }
+
+/// The files in `dir` (recursively) with their contents.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path.clone());
+                out.insert(path, Vec::new());
+            } else {
+                out.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// `server init` for this lab: system files under DIR/root, a stand-in plugin, and no
+/// changes to the running system.
+fn server_init(lab: &Lab, extra: &[&str]) -> Run {
+    let plugin = lab.dir().join("stand-in-plugin.so");
+    if !plugin.exists() {
+        std::fs::write(&plugin, "").unwrap();
+    }
+    let root = lab.dir().join("root");
+    let mut args = vec!["server", "init", "--endpoint", "vpn.example.com", "--no-system", "--yes"];
+    args.extend(["--root", root.to_str().unwrap(), "--plugin-path", plugin.to_str().unwrap()]);
+    args.extend(extra);
+    lab.run(&args)
+}
+
+/// Clears the immutable attribute it set, also when the test fails.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(path: &Path) -> Immutable {
+        let mut chattr = Command::new("chattr");
+        chattr.arg("+i").arg(path);
+        let out = run(chattr, None);
+        assert_eq!(out.code, Some(0), "this test needs root and chattr: {out}");
+        Immutable(path.to_owned())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// Guards against a certificate that stays valid forever: `user remove` used to delete the
+/// user first and then fail to write the CRL, and a retry found no user to remove.
+#[test]
+fn a_user_whose_certificate_cannot_be_revoked_is_not_removed_and_a_retry_works() {
+    let lab = Lab::new();
+    server_init(&lab, &[]).ok();
+    lab.add_user("alice");
+    let pki = lab.dir().join("root/etc/openvpn/server/server");
+    let ledger = || std::fs::read_to_string(pki.join("pki.json")).unwrap();
+    assert!(ledger().contains("\"alice\""), "{}", ledger());
+
+    // The CRL cannot be replaced, even by root.
+    let before = snapshot(lab.dir());
+    let guard = Immutable::set(&pki.join("crl.pem"));
+    let out = lab.run(&["user", "remove", "alice", "--yes"]).fails_cleanly();
+    assert!(out.error_line().contains("alice was not removed"), "{out}");
+    assert!(out.error_line().contains("run `ovpn-mfa user remove alice` again"), "{out}");
+    assert!(out.error_line().contains("crl.pem"), "{out}");
+    assert!(!out.stderr.contains("run as root"), "already root: {out}");
+    assert!(out.stderr.contains("chattr -i"), "{out}");
+    assert!(!out.stdout.contains("removed"), "{out}");
+    lab.assert_store_intact(&["alice"]);
+    assert_eq!(before, snapshot(lab.dir()), "a failed removal changed files");
+
+    // A server.toml that cannot be read stops it the same way.
+    drop(guard);
+    let state = lab.dir().join("server.toml");
+    let good = std::fs::read(&state).unwrap();
+    std::fs::write(&state, "this is = = not toml").unwrap();
+    let out = lab.run(&["user", "remove", "alice", "--yes"]).fails_cleanly();
+    assert!(out.error_line().contains("alice was not removed"), "{out}");
+    assert!(out.error_line().contains("server.toml is not valid"), "{out}");
+    lab.assert_store_intact(&["alice"]);
+
+    // Once fixed, running it again revokes and removes.
+    std::fs::write(&state, good).unwrap();
+    let crl = std::fs::read(pki.join("crl.pem")).unwrap();
+    let out = lab.run(&["user", "remove", "alice", "--yes"]).ok();
+    assert!(out.stderr.contains("Revoked the certificate of alice"), "{out}");
+    assert_eq!(out.stdout, "alice: removed\n");
+    assert!(!ledger().contains("\"alice\""), "{}", ledger());
+    assert_ne!(crl, std::fs::read(pki.join("crl.pem")).unwrap(), "the CRL was not re-signed");
+    lab.assert_store_intact(&[]);
+}

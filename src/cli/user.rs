@@ -414,20 +414,34 @@ fn remove(ctx: &Context, args: &ConfirmArgs) -> Result<i32> {
     let mut store = ctx.store()?;
     users::require(store.conn(), &name)?;
     confirm(&format!("Remove {name} and their OTP secret?"), args.yes)?;
+
+    // The certificate goes into the CRL, which OpenVPN checks at every connection and
+    // renegotiation, before the user is deleted: if revoking fails, nothing is deleted and
+    // running the command again retries both.
+    let not_revoked = |e: anyhow::Error| {
+        e.context(format!(
+            "{name} was not removed (nothing changed) because their certificate could not be \
+             revoked; fix this and run `ovpn-mfa user remove {name}` again"
+        ))
+    };
+    let server = ServerState::load(&ctx.paths.data_dir).map_err(not_revoked)?;
+    if let Some(state) = &server {
+        let revoked = Pki::load(&state.pki_dir)
+            .and_then(|mut pki| pki.revoke(name.as_str()))
+            .map_err(not_revoked)?;
+        if revoked {
+            eprintln!("Revoked the certificate of {name}.");
+        }
+    }
+
     let now = crate::unix_now();
     let tx = store.write()?;
     users::remove(&tx, &name)?;
     audit::append(&tx, &AuditEntry::admin(now, "user-remove", Some(name.as_str())))?;
     tx.commit()?;
-    report(args.json.json, &name, "removed")?;
 
-    // The certificate goes into the CRL, which OpenVPN checks at every connection and
-    // renegotiation; live sessions are ended now through the management socket.
-    if let Some(state) = ServerState::load(&ctx.paths.data_dir)? {
-        let mut pki = crate::setup::pki::Pki::load(&state.pki_dir)?;
-        if pki.revoke(name.as_str())? {
-            eprintln!("Revoked the certificate of {name}.");
-        }
+    // Live sessions are ended now through the management socket.
+    if let Some(state) = &server {
         let _ = std::fs::remove_file(state.profiles_dir.join(format!("{name}.ovpn")));
         match crate::setup::kill_sessions(&state.management_socket, name.as_str()) {
             Ok(Some(n)) => eprintln!("Ended {n} live session(s) of {name}."),
@@ -435,6 +449,7 @@ fn remove(ctx: &Context, args: &ConfirmArgs) -> Result<i32> {
             Err(e) => eprintln!("warning: could not disconnect live sessions: {e:#}"),
         }
     }
+    report(args.json.json, &name, "removed")?;
     Ok(0)
 }
 

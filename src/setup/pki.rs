@@ -200,15 +200,17 @@ impl Pki {
         Ok(params.signed_by(&self.ca_cert, &self.ca_key)?.pem()?)
     }
 
-    /// Writes the ledger and a freshly signed CRL.
+    /// Writes a freshly signed CRL, then the ledger. In this order a CRL that cannot be
+    /// written leaves the ledger as it was: a revocation that failed is not recorded as done,
+    /// and running it again writes the CRL.
     fn save(&self) -> Result<()> {
         let paths = Paths(&self.dir);
+        write_file(&paths.crl(), self.crl_pem()?.as_bytes(), Mode::Public)?;
         write_file(
             &paths.ledger(),
             serde_json::to_string_pretty(&self.ledger)?.as_bytes(),
             Mode::Secret,
-        )?;
-        write_file(&paths.crl(), self.crl_pem()?.as_bytes(), Mode::Public)
+        )
     }
 }
 
