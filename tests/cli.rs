@@ -1023,3 +1023,24 @@ fn a_user_whose_certificate_cannot_be_revoked_is_not_removed_and_a_retry_works()
     assert_ne!(crl, std::fs::read(pki.join("crl.pem")).unwrap(), "the CRL was not re-signed");
     lab.assert_store_intact(&[]);
 }
+
+/// Guards against a silent loss: `server adopt` on a file with a begin marker but no end
+/// marker used to drop every line after the marker.
+#[test]
+fn adopting_a_config_with_an_unterminated_ovpn_mfa_block_is_refused_and_changes_nothing() {
+    let lab = Lab::empty();
+    let conf = lab.dir().join("server.conf");
+    let text = "port 1194\ndev tun\n\
+                # --- ovpn-mfa begin: managed by `ovpn-mfa server adopt` ---\n\
+                hand-window 60\nca ca.crt\ncert server.crt\nkey server.key\n";
+    std::fs::write(&conf, text).unwrap();
+    let before = snapshot(lab.dir());
+    for extra in [&["--dry-run"][..], &[]] {
+        let args = [&["server", "adopt", conf.to_str().unwrap(), "--verifier", "script"], extra];
+        let out = lab.run(&args.concat()).fails_cleanly();
+        assert!(out.error_line().contains("line 3 begins an ovpn-mfa block"), "{out}");
+        assert!(out.error_line().contains("# --- ovpn-mfa end ---"), "{out}");
+        assert_eq!(out.stdout, "", "{out}");
+        assert_eq!(before, snapshot(lab.dir()), "{out}");
+    }
+}

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 pub const BEGIN: &str = "# --- ovpn-mfa begin: managed by `ovpn-mfa server adopt` ---";
 pub const END: &str = "# --- ovpn-mfa end ---";
+/// How every begin marker starts, whatever text an older version put after it.
+const BEGIN_PREFIX: &str = "# --- ovpn-mfa begin";
 
 #[derive(Args, Debug)]
 pub struct AdoptArgs {
@@ -40,20 +42,26 @@ fn args_of(line: &str) -> Vec<&str> {
     line.split_whitespace().skip(1).collect()
 }
 
-/// What adopting `original` produces, and a human-readable list of the changes.
-pub fn adopt_text(original: &str, mfa_lines: &str) -> (String, Vec<String>) {
+/// What adopting `original` produces, and a human-readable list of the changes. A block
+/// whose end marker is missing is refused: where it ends, and so which lines are ours to
+/// replace, is anyone's guess.
+pub fn adopt_text(original: &str, mfa_lines: &str) -> Result<(String, Vec<String>)> {
     let mut changes = Vec::new();
     let mut kept = Vec::new();
-    let mut in_block = false;
+    // The line number of the begin marker of the block being read.
+    let mut in_block: Option<usize> = None;
     let mut old_block = Vec::new();
-    for line in original.lines() {
-        if line.trim() == BEGIN {
-            in_block = true;
+    for (number, line) in (1..).zip(original.lines()) {
+        if line.trim().starts_with(BEGIN_PREFIX) {
+            if let Some(begin) = in_block {
+                return Err(unterminated(begin));
+            }
+            in_block = Some(number);
             continue;
         }
-        if in_block {
+        if in_block.is_some() {
             if line.trim() == END {
-                in_block = false;
+                in_block = None;
             } else {
                 old_block.push(line);
             }
@@ -93,8 +101,19 @@ pub fn adopt_text(original: &str, mfa_lines: &str) -> (String, Vec<String>) {
     while text.ends_with('\n') {
         text.pop();
     }
+    if let Some(begin) = in_block {
+        return Err(unterminated(begin));
+    }
     text.push_str(&format!("\n\n{BEGIN}\n{}\n{END}\n", block.join("\n")));
-    (text, changes)
+    Ok((text, changes))
+}
+
+fn unterminated(line: usize) -> anyhow::Error {
+    anyhow::anyhow!(
+        "line {line} begins an ovpn-mfa block (`{BEGIN_PREFIX} ...`) that has no `{END}` line \
+         before the next block or the end of the file; nothing changed. Add the `{END}` line \
+         after the block's last line (or delete the block) and run again"
+    )
 }
 
 /// An existing PKI may name its client certificates otherwise than the users.
@@ -141,7 +160,8 @@ pub fn adopt(ctx: &Context, args: &AdoptArgs) -> Result<i32> {
     let config = Config::load(&ctx.paths.config_file).unwrap_or_default();
     let verifier = args.verifier.resolve()?;
     let mfa_lines = crate::openvpn::snippets::mfa_lines(ctx, &config, &verifier)?;
-    let (text, mut changes) = adopt_text(&original, &mfa_lines);
+    let (text, mut changes) =
+        adopt_text(&original, &mfa_lines).with_context(|| format!("{}", path.display()))?;
     let needs_store = !ctx.paths.store().exists();
     let needs_secret = !ctx.paths.auth_token_secret().exists();
     let run_as = run_as_user(&original);
@@ -269,7 +289,7 @@ mod tests {
 
     #[test]
     fn adopting_adds_one_block_and_disables_reneg_sec_0() {
-        let (text, changes) = adopt_text(INSTALLER_STYLE, MFA);
+        let (text, changes) = adopt_text(INSTALLER_STYLE, MFA).unwrap();
         assert!(text.contains(BEGIN) && text.contains(END));
         assert!(text.contains("auth-gen-token 43200 3600 external-auth"));
         assert!(text.contains("# reneg-sec 0"));
@@ -283,7 +303,7 @@ mod tests {
                         data-ciphers AES-128-GCM\n";
         let mfa = "script-security 2\nplugin \"/lib/libovpn_mfa_plugin.so\"\n\
                    data-ciphers AES-256-GCM\nhand-window 60\n";
-        let (text, _) = adopt_text(original, mfa);
+        let (text, _) = adopt_text(original, mfa).unwrap();
         let count = |d: &str| text.lines().filter(|l| directive(l) == Some(d)).count();
         assert_eq!(count("script-security"), 1, "{text}");
         assert_eq!(count("data-ciphers"), 1, "{text}");
@@ -294,10 +314,26 @@ mod tests {
 
     #[test]
     fn adopting_twice_changes_nothing() {
-        let (once, _) = adopt_text(INSTALLER_STYLE, MFA);
-        let (twice, changes) = adopt_text(&once, MFA);
+        let (once, _) = adopt_text(INSTALLER_STYLE, MFA).unwrap();
+        let (twice, changes) = adopt_text(&once, MFA).unwrap();
         assert_eq!(once, twice);
         assert!(changes.is_empty(), "{changes:?}");
+    }
+
+    #[test]
+    fn a_block_without_its_end_marker_is_refused_with_its_line() {
+        let (once, _) = adopt_text(INSTALLER_STYLE, MFA).unwrap();
+        let cut: String =
+            once.lines().filter(|l| l.trim() != END).map(|l| l.to_owned() + "\n").collect();
+        let line = cut.lines().position(|l| l.trim() == BEGIN).unwrap() + 1;
+        let error = adopt_text(&(cut.clone() + "verb 4\n"), MFA).unwrap_err().to_string();
+        assert!(error.contains(&format!("line {line} ")), "{error}");
+        // A second begin before the first one's end is the same mistake.
+        let twice = format!("{cut}{BEGIN}\nverb 4\n{END}\n");
+        assert!(adopt_text(&twice, MFA)
+            .unwrap_err()
+            .to_string()
+            .contains(&format!("line {line} ")));
     }
 
     #[test]
