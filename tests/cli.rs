@@ -1044,3 +1044,36 @@ fn adopting_a_config_with_an_unterminated_ovpn_mfa_block_is_refused_and_changes_
         assert_eq!(before, snapshot(lab.dir()), "{out}");
     }
 }
+
+/// Guards against a half-rewritten server: a second `server init` with another subnet used
+/// to keep server.conf but rewrite the NAT rules and server.toml, and exit 0.
+#[test]
+fn a_second_server_init_with_other_network_options_is_refused_and_changes_nothing() {
+    let lab = Lab::new();
+    server_init(&lab, &[]).ok();
+    let before = snapshot(lab.dir());
+    assert!(server_init(&lab, &[]).ok().stdout.contains("Nothing to do"));
+
+    for extra in [&["--subnet", "10.9.0.0/24"][..], &["--subnet", "10.9.0.0/24", "--dry-run"]] {
+        let out = server_init(&lab, extra).fails_cleanly();
+        let line = out.error_line();
+        assert!(line.contains("nothing was changed"), "{out}");
+        assert!(line.contains("--subnet: the existing setup has 10.8.0.0/24"), "{out}");
+        assert!(line.contains("this run asks for 10.9.0.0/24"), "{out}");
+        assert!(line.contains("--force"), "{out}");
+        assert_eq!(before, snapshot(lab.dir()), "{out}");
+    }
+    let out = server_init(&lab, &["--proto", "tcp", "--dns", "8.8.8.8"]).fails_cleanly();
+    assert!(out.error_line().contains("--proto: the existing setup has udp"), "{out}");
+    assert!(out.error_line().contains("--dns: the existing setup has 1.1.1.1,9.9.9.9"), "{out}");
+    assert_eq!(before, snapshot(lab.dir()), "{out}");
+
+    // --force rewrites every file for the new subnet.
+    server_init(&lab, &["--subnet", "10.9.0.0/24", "--force"]).ok();
+    let root = lab.dir().join("root");
+    let conf = std::fs::read_to_string(root.join("etc/openvpn/server/server.conf")).unwrap();
+    assert!(conf.contains("\nserver 10.9.0.0 255.255.255.0\n"), "{conf}");
+    let nat = std::fs::read_to_string(root.join("etc/ovpn-mfa/nat-server.nft")).unwrap();
+    assert!(nat.contains("ip saddr 10.9.0.0/24") && !nat.contains("10.8.0.0"), "{nat}");
+    assert!(server_init(&lab, &["--subnet", "10.9.0.0/24"]).ok().stdout.contains("Nothing to do"));
+}

@@ -39,7 +39,8 @@ pub struct InitArgs {
     /// Print every file and system change without making any.
     #[arg(long)]
     pub dry_run: bool,
-    /// Rewrite the server configuration if it differs from what would be generated.
+    /// Rewrite the server configuration, NAT rules and server.toml for these parameters,
+    /// also when they differ from what an earlier run (or a hand edit) left.
     #[arg(long)]
     pub force: bool,
     /// Do not apply forwarding and NAT, and do not start the service.
@@ -151,6 +152,9 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The first line of the server configuration `server init` writes.
+const CONF_HEADER: &str = "# OpenVPN road-warrior server made by `ovpn-mfa server init`.";
+
 /// The server configuration file's text.
 #[allow(clippy::too_many_arguments)]
 fn server_conf(
@@ -164,7 +168,7 @@ fn server_conf(
 ) -> String {
     let p = pki::Paths(pki_dir);
     let mut text = format!(
-        "# OpenVPN road-warrior server made by `ovpn-mfa server init`.\n\
+        "{CONF_HEADER}\n\
          # Every client needs its certificate AND a TOTP code (and a password if it has one).\n\
          port {port}\n\
          proto {proto}\n\
@@ -309,15 +313,11 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
     if !ctx.paths.auth_token_secret().exists() {
         steps.push(Step::TokenSecret(ctx.paths.auth_token_secret()));
     }
-    match std::fs::read_to_string(&conf_path) {
-        Ok(existing) if existing == conf => {}
-        Ok(_) if !args.force => {
-            eprintln!(
-                "{} exists and differs from what would be generated; kept it (pass --force \
-                 to rewrite it, or `server adopt` to add MFA to a config of your own)",
-                conf_path.display()
-            );
-        }
+    let existing_conf = std::fs::read_to_string(&conf_path).ok();
+    let mut kept_conf = false;
+    match &existing_conf {
+        Some(existing) if *existing == conf => {}
+        Some(_) if !args.force => kept_conf = true,
         _ => steps.push(Step::File {
             path: conf_path.clone(),
             contents: conf.into_bytes(),
@@ -325,9 +325,8 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
         }),
     }
     let state_text = toml::to_string(&state)?;
-    if std::fs::read_to_string(ServerState::path(&ctx.paths.data_dir)).ok().as_deref()
-        != Some(&state_text)
-    {
+    let existing_state = std::fs::read_to_string(ServerState::path(&ctx.paths.data_dir)).ok();
+    if existing_state.as_deref() != Some(&state_text) {
         steps.push(Step::File {
             path: ServerState::path(&ctx.paths.data_dir),
             contents: state_text.into_bytes(),
@@ -360,6 +359,47 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
                 mode: Mode::Public,
             });
         }
+    }
+    // An earlier run with other parameters: rewriting some files for the new ones and
+    // keeping others would leave a server whose NAT, config and profiles disagree.
+    if !args.force {
+        let asked = Written::asked(args, &subnet, &state);
+        let ours = |text: &&str| text.starts_with(CONF_HEADER);
+        let mut before =
+            existing_conf.as_deref().filter(ours).map(Written::from_conf).unwrap_or_default();
+        if let Some(earlier) = existing_state.as_deref().and_then(|t| toml::from_str(t).ok()) {
+            before.merge_state(&earlier);
+        } else if existing_state.is_some() {
+            before
+                .other
+                .push(format!("{} is not valid", ServerState::path(&ctx.paths.data_dir).display()));
+        }
+        let mut differences = before.differences(&asked);
+        let nft_before = std::fs::read_to_string(&nft_path).ok();
+        if differences.is_empty() && nft_before.is_some_and(|text| text != nft) {
+            differences
+                .push(format!("{} was written for another --subnet or --ipv6", nft_path.display()));
+        }
+        if !differences.is_empty() {
+            bail!(
+                "server init was run here before with other parameters, so nothing was \
+                 changed: {}. Run it again with the earlier values to keep that setup, or add \
+                 --force to rewrite {}, {} and {} for the new ones (and, if the endpoint, port \
+                 or protocol changed, give each user a new profile with `ovpn-mfa user profile \
+                 NAME`)",
+                differences.join("; "),
+                conf_path.display(),
+                nft_path.display(),
+                ServerState::path(&ctx.paths.data_dir).display(),
+            );
+        }
+    }
+    if kept_conf {
+        eprintln!(
+            "{} exists and differs from what would be generated; kept it (pass --force to \
+             rewrite it, or `server adopt` to add MFA to a config of your own)",
+            conf_path.display()
+        );
     }
     if !args.no_system {
         if !forwarding_on(args.ipv6) {
@@ -416,6 +456,111 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
         state.profiles_dir.display()
     )?;
     Ok(0)
+}
+
+/// The parameters of a setup, as far as its files tell them: what an earlier run wrote into
+/// server.conf and server.toml, or what this run asks for. `None` is "not known".
+#[derive(Default)]
+struct Written {
+    /// (flag, value) in the order they are reported.
+    values: Vec<(&'static str, String)>,
+    /// Differences that are not one flag's value.
+    other: Vec<String>,
+}
+
+impl Written {
+    fn set(&mut self, flag: &'static str, value: String) {
+        if !self.values.iter().any(|(f, _)| *f == flag) {
+            self.values.push((flag, value));
+        }
+    }
+
+    fn get(&self, flag: &str) -> Option<&str> {
+        self.values.iter().find(|(f, _)| *f == flag).map(|(_, v)| v.as_str())
+    }
+
+    fn asked(args: &InitArgs, subnet: &Subnet, state: &ServerState) -> Written {
+        let mut w = Written::default();
+        w.set("--name", args.name.clone());
+        w.set("--endpoint", format!("{}:{}", state.endpoint, state.port));
+        w.set("--proto", args.proto.clone());
+        w.set("--subnet", subnet.to_string());
+        w.set("--ipv6", if args.ipv6 { "on" } else { "off" }.into());
+        w.set("--dns", args.dns.join(","));
+        w.set("--root", state.config_file.display().to_string());
+        w
+    }
+
+    /// What `server_conf` wrote: port, proto, server, server-ipv6 and the pushed DNS.
+    fn from_conf(text: &str) -> Written {
+        let mut w = Written::default();
+        let mut dns = Vec::new();
+        let mut port = None;
+        for line in text.lines() {
+            match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+                ["port", p] => port = Some(p.to_string()),
+                ["proto", p] => w.set("--proto", p.trim_end_matches("-server").to_owned()),
+                ["server", net, mask] => {
+                    if let Ok(mask) = mask.parse::<Ipv4Addr>() {
+                        w.set("--subnet", format!("{net}/{}", u32::from(mask).leading_ones()));
+                    }
+                }
+                ["server-ipv6", ..] => w.set("--ipv6", "on".into()),
+                ["push", "\"dhcp-option", "DNS", ip] => dns.push(ip.trim_end_matches('"')),
+                _ => {}
+            }
+        }
+        if w.get("--subnet").is_some() {
+            w.set("--ipv6", "off".into());
+            w.set("--dns", dns.join(","));
+        }
+        if let Some(port) = port {
+            w.set("--port", port);
+        }
+        w
+    }
+
+    fn merge_state(&mut self, state: &ServerState) {
+        self.set("--name", state.name.clone());
+        self.set("--endpoint", format!("{}:{}", state.endpoint, state.port));
+        self.set("--proto", state.proto.clone());
+        self.set("--root", state.config_file.display().to_string());
+    }
+
+    /// "--subnet: the existing setup has A, this run asks for B", for each known difference.
+    fn differences(&self, asked: &Written) -> Vec<String> {
+        let mut out = self.other.clone();
+        let differs = |flag: &str| {
+            let before = self.get(flag);
+            before.is_some() && before != asked.get(flag)
+        };
+        for (flag, before) in &self.values {
+            // Said already, by the difference that implies this one.
+            if (*flag == "--root" && differs("--name"))
+                || (*flag == "--port" && differs("--endpoint"))
+            {
+                continue;
+            }
+            let now = match *flag {
+                // The port alone is known from server.conf; the endpoint carries it.
+                "--port" => asked.get("--endpoint").and_then(|e| e.rsplit_once(':')).map(|p| p.1),
+                _ => asked.get(flag),
+            };
+            let Some(now) = now.filter(|now| now != before) else { continue };
+            out.push(match *flag {
+                "--root" => format!(
+                    "--root or --name: the existing setup's configuration is {before}, this \
+                     run's would be {now}"
+                ),
+                "--port" => format!(
+                    "--endpoint: the existing setup listens on port {before}, this run asks for \
+                     {now}"
+                ),
+                _ => format!("{flag}: the existing setup has {before}, this run asks for {now}"),
+            });
+        }
+        out
+    }
 }
 
 fn apply(ctx: &Context, step: &Step) -> Result<()> {
