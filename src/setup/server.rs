@@ -33,8 +33,17 @@ pub struct InitArgs {
     /// The OpenVPN instance name: /etc/openvpn/server/NAME.conf, openvpn-server@NAME.
     #[arg(long, default_value = "server")]
     pub name: String,
-    /// Prefix for every system path (for tests and image builds); nothing is written outside.
-    #[arg(long, default_value = "/")]
+    /// Write the system files under ROOT instead of / (for tests and image builds). Not
+    /// confined: --dir, and sysctl and nft (see --no-system).
+    ///
+    /// ROOT prefixes the system paths this command writes and names in the server config:
+    /// /etc/openvpn/server (config, PKI), /etc/ovpn-mfa/nat-*.nft,
+    /// /etc/sysctl.d, the systemd drop-in, /run/openvpn-server and /var/log/openvpn. It does
+    /// not confine the rest: the ovpn-mfa config, store and profiles go to --dir (default
+    /// /etc/ovpn-mfa and /var/lib/ovpn-mfa, outside ROOT); forwarding (sysctl) and NAT (nft)
+    /// are still applied to the running system unless --no-system is given; only systemctl is
+    /// skipped when ROOT is not /.
+    #[arg(long, default_value = "/", value_name = "ROOT")]
     pub root: PathBuf,
     /// Print every file and system change without making any.
     #[arg(long)]
@@ -43,7 +52,8 @@ pub struct InitArgs {
     /// also when they differ from what an earlier run (or a hand edit) left.
     #[arg(long)]
     pub force: bool,
-    /// Do not apply forwarding and NAT, and do not start the service.
+    /// Touch nothing on the running system: do not apply forwarding (sysctl) or NAT (nft),
+    /// and do not enable or start the service. Only files are written.
     #[arg(long)]
     pub no_system: bool,
     /// Do not ask for confirmation.
@@ -401,6 +411,8 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
             conf_path.display()
         );
     }
+    // Why the service is not started, when it is not and --no-system did not ask for that.
+    let mut unit_note: Option<String> = None;
     if !args.no_system {
         if !forwarding_on(args.ipv6) {
             let mut sysctl_args =
@@ -421,7 +433,9 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
                 args: vec!["-f".into(), nft_path.display().to_string()],
             });
         }
-        if root == Path::new("/") && Path::new("/run/systemd/system").exists() {
+        let systemd = Path::new("/run/systemd/system").exists();
+        unit_note = service_not_started(root, systemd, &args.name, &conf_path);
+        if unit_note.is_none() {
             steps.push(Step::Run {
                 what: "start OpenVPN now and at boot".into(),
                 program: "systemctl".into(),
@@ -443,6 +457,9 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
         for step in &steps {
             outln!("  - {}", step.describe())?;
         }
+        if let Some(note) = &unit_note {
+            eprintln!("note: {}", note.replace(VERB, "would not be"));
+        }
         return Ok(0);
     }
     for step in &steps {
@@ -455,7 +472,35 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
         args.name,
         state.profiles_dir.display()
     )?;
+    if let Some(note) = &unit_note {
+        eprintln!("note: {}", note.replace(VERB, "was not"));
+    }
     Ok(0)
+}
+
+/// Stands for "was not" or "would not be" in [`service_not_started`]'s note.
+const VERB: &str = "\u{0}";
+
+/// Why `systemctl enable --now` is not run for the instance, and what to run instead; `None`
+/// when it is run.
+fn service_not_started(root: &Path, systemd: bool, name: &str, conf: &Path) -> Option<String> {
+    let unit = format!("openvpn-server@{name}");
+    let start = format!("`systemctl enable --now {unit}`");
+    if root != Path::new("/") {
+        Some(format!(
+            "with --root, {unit} {VERB} enabled or started (systemctl would act on this system, \
+             not on {}); on the system the tree is for, run {start}",
+            root.display()
+        ))
+    } else if !systemd {
+        Some(format!(
+            "systemd is not running here, so {unit} {VERB} enabled or started; start OpenVPN \
+             with `openvpn --config {}`, or where systemd runs, with {start}",
+            conf.display()
+        ))
+    } else {
+        None
+    }
 }
 
 /// The parameters of a setup, as far as its files tell them: what an earlier run wrote into
@@ -628,6 +673,20 @@ mod tests {
         assert!(Subnet::parse("10.8.0.1/24").unwrap_err().to_string().contains("10.8.0.0/24"));
         assert!(Subnet::parse("10.8.0.0/8").is_err());
         assert!(Subnet::parse("10.8.0.0").is_err());
+    }
+
+    #[test]
+    fn without_systemd_or_with_a_root_the_note_says_the_unit_was_not_enabled() {
+        let conf = Path::new("/etc/openvpn/server/server.conf");
+        assert_eq!(service_not_started(Path::new("/"), true, "server", conf), None);
+        let note = service_not_started(Path::new("/"), false, "server", conf).unwrap();
+        let note = note.replace(VERB, "was not");
+        assert!(note.starts_with("systemd is not running here"), "{note}");
+        assert!(note.contains("openvpn-server@server was not enabled or started"), "{note}");
+        assert!(note.contains("`systemctl enable --now openvpn-server@server`"), "{note}");
+        assert!(note.contains("`openvpn --config /etc/openvpn/server/server.conf`"), "{note}");
+        let note = service_not_started(Path::new("/img"), true, "vpn", conf).unwrap();
+        assert!(note.contains("`systemctl enable --now openvpn-server@vpn`"), "{note}");
     }
 
     #[test]
