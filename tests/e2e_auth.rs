@@ -533,7 +533,16 @@ fn a_certificate_of_another_user_is_refused_and_audited(front: FrontEnd) {
     let mfa = Mfa::init(&lab, front, DEFAULT_TIMING);
     mfa.add_user("alice", None, "otp");
     let bob = mfa.add_user("bob", None, "otp");
+    let carol = mfa.add_user("carol", Some("carol's long password"), "concat");
     lab.start_server(mfa.server_opts());
+
+    // A password login is decided by the deferred worker: it must bind the certificate too.
+    let with_password = format!("carol's long password{}", code_now(&carol));
+    let client = lab.start_client(
+        ClientOpts::new("carol", with_password.as_str()).cert("alice").tun(TunMode::NoExec),
+    );
+    assert_refused(&client);
+    mfa.wait_for_row("carol", "refused", "certificate-mismatch");
 
     // Alice's certificate with bob's name and bob's valid code: two factors, two people.
     let code = code_now(&bob);
@@ -543,6 +552,10 @@ fn a_certificate_of_another_user_is_refused_and_audited(front: FrontEnd) {
     assert!(client.log().contains("AUTH_FAILED,authentication failed"), "{}", client.log());
     assert_row(&mfa.wait_for_row("bob", "refused", "certificate-mismatch"), "-", "Initial");
     assert!(!mfa.auth_rows().iter().any(|row| row["decision"] == "accepted"));
+    let own = lab.start_client(
+        ClientOpts::new("carol", with_password.as_str()).cert("carol").tun(TunMode::NoExec),
+    );
+    own.wait_connected(Duration::from_secs(40)).unwrap();
 
     // The refusal spent neither bob's code nor a failure: with his own certificate it works.
     let own = lab.start_client(ClientOpts::new("BOB", code.as_str()).cert("bob"));
