@@ -744,6 +744,23 @@ fn a_corrupt_store_file_fails_cleanly_and_is_left_as_it_was() {
     assert_eq!(std::fs::read(lab.store_file()).unwrap(), noise);
 }
 
+#[test]
+fn a_store_with_a_damaged_table_is_not_written_to_by_logins() {
+    let lab = Lab::new();
+    let secret = lab.add_user("sam");
+    let mut bytes = std::fs::read(lab.store_file()).unwrap();
+    assert!(bytes.len() > 3 * 4096, "a smaller store than expected: {}", bytes.len());
+    // The file header stays valid, so the store opens; the tables behind it do not read.
+    bytes[4096..3 * 4096].fill(0xA5);
+    std::fs::write(lab.store_file(), &bytes).unwrap();
+
+    let check = lab.check("sam", &totp_at(&secret, unix_now()));
+    assert_eq!(check.code, Some(1), "{check}");
+    assert!(check.stderr.contains("damaged"), "{check}");
+    assert!(!check.stderr.contains(&secret), "{check}");
+    assert_eq!(std::fs::read(lab.store_file()).unwrap(), bytes, "check wrote to the store");
+}
+
 // Recovery codes and passwords.
 
 #[test]

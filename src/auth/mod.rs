@@ -269,16 +269,18 @@ pub fn authenticate(
         busy: false,
     };
     let result = decide(store, config, now, req, &mut decision);
+    let mut damaged = false;
     decision.outcome = match result {
         Ok(outcome) => outcome,
         Err(e) => {
             decision.busy = matches!(e, StoreError::Busy);
+            damaged = matches!(e, StoreError::Corrupt(_));
             Outcome::Failed(e.to_string())
         }
     };
     // Decisions that changed state were audited in their own transaction; the rest here.
-    // If the store itself is broken this fails too, and the log line is the only record.
-    if !decision.audited && !decision.busy {
+    // Nothing is written to a store SQLite found damaged: the log line is the only record.
+    if !decision.audited && !decision.busy && !damaged {
         let _ = audit::append(store.conn(), &decision.audit_entry(now));
     }
     decision

@@ -41,6 +41,11 @@ pub enum StoreError {
     UserExists(String),
     #[error("no user {0}")]
     NoSuchUser(String),
+    #[error(
+        "the store is damaged ({0}): stop OpenVPN and restore it from a backup \
+         (`ovpn-mfa doctor` checks it)"
+    )]
+    Corrupt(String),
     #[error("store error: {0}")]
     Sqlite(rusqlite::Error),
 }
@@ -51,6 +56,7 @@ impl From<rusqlite::Error> for StoreError {
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
                 StoreError::Busy
             }
+            Some(rusqlite::ErrorCode::DatabaseCorrupt) => StoreError::Corrupt(e.to_string()),
             _ => StoreError::Sqlite(e),
         }
     }
