@@ -51,6 +51,7 @@ pub fn adopt_text(original: &str, mfa_lines: &str) -> Result<(String, Vec<String
     // The line number of the begin marker of the block being read.
     let mut in_block: Option<usize> = None;
     let mut old_block = Vec::new();
+    let mut reneg_sec_0 = Vec::new();
     for (number, line) in (1..).zip(original.lines()) {
         if line.trim().starts_with(BEGIN_PREFIX) {
             if let Some(begin) = in_block {
@@ -63,7 +64,7 @@ pub fn adopt_text(original: &str, mfa_lines: &str) -> Result<(String, Vec<String
             if line.trim() == END {
                 in_block = None;
             } else {
-                old_block.push(line);
+                old_block.push((number, line));
             }
             continue;
         }
@@ -71,10 +72,30 @@ pub fn adopt_text(original: &str, mfa_lines: &str) -> Result<(String, Vec<String
             kept.push(format!(
                 "# {line}  # disabled by ovpn-mfa: auth-gen-token keeps sessions across renegotiation"
             ));
-            changes.push("commented out `reneg-sec 0` (key renegotiation stays on)".into());
+            reneg_sec_0.push(number);
+            continue;
+        }
+        if directive(line) == Some("auth-user-pass-verify") {
+            kept.push(format!(
+                "# {line}  # disabled by ovpn-mfa: its own verifier in the block below replaces it"
+            ));
+            changes.push(format!(
+                "commented out `{}` on line {number}: OpenVPN would run it as well as ovpn-mfa \
+                 (or instead of it), and it would get the code as the password",
+                line.trim()
+            ));
             continue;
         }
         kept.push(line.to_owned());
+    }
+    if !reneg_sec_0.is_empty() {
+        changes.insert(
+            0,
+            format!(
+                "commented out `reneg-sec 0` on {} (key renegotiation stays on)",
+                line_list(&reneg_sec_0)
+            ),
+        );
     }
 
     // Settings the file already makes are not repeated, where the file's value serves us as
@@ -90,12 +111,22 @@ pub fn adopt_text(original: &str, mfa_lines: &str) -> Result<(String, Vec<String
     };
     let block: Vec<&str> =
         mfa_lines.lines().filter(|l| directive(l).is_none_or(|d| !keeps_its_own(d))).collect();
-    if block != old_block {
+    if block != old_block.iter().map(|(_, l)| *l).collect::<Vec<_>>() {
         changes.push(if old_block.is_empty() {
             "added the ovpn-mfa block (verifier, auth-gen-token external-auth)".into()
         } else {
             "updated the ovpn-mfa block".into()
         });
+        // The block is rewritten whole: lines someone added to it are lost, and say so.
+        for (number, line) in &old_block {
+            if !block.contains(line) && !is_ours(line) {
+                changes.push(format!(
+                    "dropped line {number} `{}`, which is inside the ovpn-mfa block: the block \
+                     is rewritten by every adopt; put your own lines outside the markers",
+                    line.trim()
+                ));
+            }
+        }
     }
     let mut text = kept.join("\n");
     while text.ends_with('\n') {
@@ -106,6 +137,37 @@ pub fn adopt_text(original: &str, mfa_lines: &str) -> Result<(String, Vec<String
     }
     text.push_str(&format!("\n\n{BEGIN}\n{}\n{END}\n", block.join("\n")));
     Ok((text, changes))
+}
+
+/// Whether a line of an old block is one ovpn-mfa writes there (in this version or with the
+/// other verifier or other settings): comments, blank lines and the directives of the block.
+fn is_ours(line: &str) -> bool {
+    match directive(line) {
+        None => true,
+        Some("plugin") => line.contains(crate::openvpn::snippets::PLUGIN_FILE),
+        Some(d) => [
+            "script-security",
+            "auth-user-pass-verify",
+            "tmp-dir",
+            "auth-gen-token",
+            "auth-gen-token-secret",
+            "hand-window",
+            "data-ciphers",
+        ]
+        .contains(&d),
+    }
+}
+
+/// "line 3" or "lines 3, 9 and 12".
+fn line_list(numbers: &[usize]) -> String {
+    match numbers {
+        [one] => format!("line {one}"),
+        [init @ .., last] => {
+            let init: Vec<String> = init.iter().map(|n| n.to_string()).collect();
+            format!("lines {} and {last}", init.join(", "))
+        }
+        [] => String::new(),
+    }
 }
 
 fn unterminated(line: usize) -> anyhow::Error {
@@ -334,6 +396,47 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains(&format!("line {line} ")));
+    }
+
+    #[test]
+    fn an_earlier_verify_script_is_commented_out_and_reported() {
+        let original = "port 1\nauth-user-pass-verify /etc/openvpn/check.sh via-file\n";
+        let (text, changes) = adopt_text(original, MFA).unwrap();
+        let verifiers: Vec<&str> =
+            text.lines().filter(|l| directive(l) == Some("auth-user-pass-verify")).collect();
+        assert_eq!(verifiers, ["auth-user-pass-verify \"/x verify\" via-file"], "{text}");
+        assert!(text.contains("# auth-user-pass-verify /etc/openvpn/check.sh via-file"));
+        let change = changes.iter().find(|c| c.contains("check.sh")).expect("reported");
+        assert!(change.contains("line 2"), "{change}");
+        let (twice, changes) = adopt_text(&text, MFA).unwrap();
+        assert_eq!(text, twice);
+        assert!(changes.is_empty(), "{changes:?}");
+    }
+
+    #[test]
+    fn lines_added_inside_the_block_are_named_when_dropped() {
+        let (once, _) = adopt_text(INSTALLER_STYLE, MFA).unwrap();
+        let edited = once.replace(END, &format!("push \"route 10.1.0.0 255.255.0.0\"\n{END}"));
+        let line = edited.lines().position(|l| l.starts_with("push")).unwrap() + 1;
+        let (text, changes) = adopt_text(&edited, MFA).unwrap();
+        assert_eq!(text, once);
+        let dropped: Vec<_> = changes.iter().filter(|c| c.contains("dropped")).collect();
+        assert_eq!(dropped.len(), 1, "{changes:?}");
+        assert!(dropped[0].contains(&format!("line {line} `push \"route")), "{dropped:?}");
+        assert!(dropped[0].contains("outside the markers"), "{dropped:?}");
+        // The block's own lines, from another verifier or version, are not named.
+        let other = MFA.replace("\"/x verify\"", "\"/y verify\"");
+        let (_, changes) = adopt_text(&once, &other).unwrap();
+        assert_eq!(changes, ["updated the ovpn-mfa block"]);
+    }
+
+    #[test]
+    fn several_reneg_sec_0_lines_are_reported_once_with_their_lines() {
+        let original = "reneg-sec 0\nport 1\nreneg-sec 0\nreneg-sec  0\n";
+        let (_, changes) = adopt_text(original, MFA).unwrap();
+        let reneg: Vec<_> = changes.iter().filter(|c| c.contains("reneg-sec")).collect();
+        assert_eq!(reneg.len(), 1, "{changes:?}");
+        assert!(reneg[0].contains("lines 1, 3 and 4"), "{reneg:?}");
     }
 
     #[test]
