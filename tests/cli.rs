@@ -1062,6 +1062,97 @@ fn adopting_a_config_with_an_unterminated_ovpn_mfa_block_is_refused_and_changes_
     }
 }
 
+/// Guards against a leaked key: `server adopt` used to write the config (which may hold an
+/// inline <key>) back as 0644 root:root, whatever its mode and group were.
+#[test]
+fn adopting_keeps_the_mode_owner_and_group_of_the_config_and_its_backup() {
+    use std::os::unix::fs::MetadataExt;
+    let lab = Lab::empty();
+    let conf = lab.dir().join("server.conf");
+    let original = "port 1194\ndev tun\nreneg-sec 0\n\
+                    auth-user-pass-verify /etc/openvpn/check-password.sh via-file\n\
+                    reneg-sec 0\n<key>\n-----BEGIN PRIVATE KEY-----\nsecret\n\
+                    -----END PRIVATE KEY-----\n</key>\n";
+    std::fs::write(&conf, original).unwrap();
+    std::os::unix::fs::chown(&conf, Some(0), Some(65534)).unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    let out = lab.run(&["server", "adopt", conf.to_str().unwrap(), "--verifier", "script"]).ok();
+    let adopted = std::fs::read_to_string(&conf).unwrap();
+    assert!(adopted.contains("# --- ovpn-mfa end ---"), "{adopted}");
+    let backups: Vec<PathBuf> = std::fs::read_dir(lab.dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".ovpn-mfa-backup-"))
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(std::fs::read_to_string(&backups[0]).unwrap(), original);
+    for file in [&conf, &backups[0]] {
+        let meta = std::fs::symlink_metadata(file).unwrap();
+        assert!(meta.is_file(), "{}", file.display());
+        assert_eq!(meta.mode() & 0o7777, 0o640, "{}", file.display());
+        assert_eq!((meta.uid(), meta.gid()), (0, 65534), "{}", file.display());
+    }
+
+    // The earlier verify script is commented out, and said so; the reneg-sec 0 lines are
+    // reported once, with their lines.
+    let verify: Vec<&str> =
+        adopted.lines().filter(|l| l.starts_with("auth-user-pass-verify")).collect();
+    assert_eq!(verify.len(), 1, "{adopted}");
+    assert!(!verify[0].contains("check-password.sh"), "{adopted}");
+    assert!(adopted.contains("# auth-user-pass-verify /etc/openvpn/check-password.sh"));
+    assert!(out.stdout.contains("commented out `auth-user-pass-verify /etc/openvpn/check-password.sh via-file` on line 4"), "{out}");
+    assert_eq!(out.stdout.matches("reneg-sec 0").count(), 1, "{out}");
+    assert!(out.stdout.contains("`reneg-sec 0` on lines 3 and 5"), "{out}");
+
+    // A line the admin put inside the block is dropped by the next adopt, and named.
+    let edited = adopted.replace("# --- ovpn-mfa end ---", "verb 5\n# --- ovpn-mfa end ---");
+    std::fs::write(&conf, &edited).unwrap();
+    let line = edited.lines().position(|l| l == "verb 5").unwrap() + 1;
+    let out = lab.run(&["server", "adopt", conf.to_str().unwrap(), "--verifier", "script"]).ok();
+    assert!(out.stdout.contains(&format!("dropped line {line} `verb 5`")), "{out}");
+    assert!(out.stdout.contains("put your own lines outside the markers"), "{out}");
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), adopted);
+    let meta = std::fs::metadata(&conf).unwrap();
+    assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o640, 0, 65534));
+}
+
+/// Guards against a forked config: adopting `link.conf -> real.conf` used to replace the
+/// link with a file and leave real.conf, the one OpenVPN may read, without MFA.
+#[test]
+fn adopting_a_symlinked_config_changes_its_target_and_keeps_the_link() {
+    use std::os::unix::fs::MetadataExt;
+    let lab = Lab::empty();
+    let real_dir = lab.dir().join("real");
+    std::fs::create_dir(&real_dir).unwrap();
+    let real = real_dir.join("real.conf");
+    std::fs::write(&real, "port 1194\ndev tun\n").unwrap();
+    std::os::unix::fs::chown(&real, Some(0), Some(65534)).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let link = lab.dir().join("link.conf");
+    std::os::unix::fs::symlink("real/real.conf", &link).unwrap();
+
+    let out = lab.run(&["server", "adopt", link.to_str().unwrap(), "--verifier", "script"]).ok();
+    assert!(out.stderr.contains("is a symlink: adopting its target"), "{out}");
+    assert!(out.stderr.contains(real.to_str().unwrap()), "{out}");
+    assert!(out.stdout.contains(&format!("Changed {}:", real.display())), "{out}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("real/real.conf"));
+    let adopted = std::fs::read_to_string(&real).unwrap();
+    assert!(adopted.contains("# --- ovpn-mfa end ---"), "{adopted}");
+    let meta = std::fs::metadata(&real).unwrap();
+    assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o640, 0, 65534));
+    // The backup is next to the target, not the link.
+    let backups = std::fs::read_dir(&real_dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("backup"))
+        .count();
+    assert_eq!(backups, 1);
+
+    let out = lab.run(&["server", "adopt", link.to_str().unwrap(), "--verifier", "script"]).ok();
+    assert!(out.stdout.contains("nothing changed"), "{out}");
+}
+
 /// Guards against a half-rewritten server: a second `server init` with another subnet used
 /// to keep server.conf but rewrite the NAT rules and server.toml, and exit 0.
 #[test]

@@ -216,7 +216,21 @@ pub fn run_as_user(text: &str) -> Option<String> {
 }
 
 pub fn adopt(ctx: &Context, args: &AdoptArgs) -> Result<i32> {
-    let path = &args.config;
+    // A symlinked config is adopted where it points: replacing the link with a file would
+    // leave the real configuration, the one other tools and links may name, unchanged.
+    let link = std::fs::symlink_metadata(&args.config)
+        .with_context(|| format!("cannot read {}", args.config.display()))?;
+    let resolved;
+    let path = if link.file_type().is_symlink() {
+        resolved = std::fs::canonicalize(&args.config)
+            .with_context(|| format!("cannot resolve the symlink {}", args.config.display()))?;
+        &resolved
+    } else {
+        &args.config
+    };
+    let metadata =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    anyhow::ensure!(metadata.is_file(), "{} is not a regular file", path.display());
     let original =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let config = Config::load(&ctx.paths.config_file).unwrap_or_default();
@@ -228,6 +242,13 @@ pub fn adopt(ctx: &Context, args: &AdoptArgs) -> Result<i32> {
     let needs_secret = !ctx.paths.auth_token_secret().exists();
     let run_as = run_as_user(&original);
 
+    if path != &args.config {
+        eprintln!(
+            "{} is a symlink: adopting its target {} (the link stays as it is)",
+            args.config.display(),
+            path.display()
+        );
+    }
     for warning in warnings(&original) {
         eprintln!("warning: {warning}");
     }
@@ -275,17 +296,13 @@ pub fn adopt(ctx: &Context, args: &AdoptArgs) -> Result<i32> {
         }
     }
     if text != original {
+        // The backup and the new file keep the original's mode, owner and group: the file
+        // may hold an inline <key>.
         let backup = backup_path(path);
-        std::fs::copy(path, &backup).with_context(|| {
-            format!("cannot back up {} to {}", path.display(), backup.display())
-        })?;
-        let mode = std::fs::metadata(path).map(|m| {
-            use std::os::unix::fs::PermissionsExt;
-            m.permissions().mode() & 0o777
-        })?;
-        let file_mode =
-            if mode & 0o077 == 0 { super::files::Mode::Secret } else { super::files::Mode::Public };
-        super::files::write_file(path, text.as_bytes(), file_mode)?;
+        super::files::write_file_like(&backup, original.as_bytes(), &metadata).with_context(
+            || format!("cannot back up {} to {}", path.display(), backup.display()),
+        )?;
+        super::files::write_file_like(path, text.as_bytes(), &metadata)?;
         outln!("Backed up the original to {}", backup.display())?;
     }
     if let Some(user) = &run_as {

@@ -24,6 +24,31 @@ impl Mode {
 }
 
 pub fn write_file(path: &Path, contents: &[u8], mode: Mode) -> Result<()> {
+    write_atomically(path, contents, mode.bits(), |_| Ok(()))
+}
+
+/// Replaces `path` (or writes a new file) with the permission bits, owner and group of
+/// `like`, typically the file being replaced. The temporary file is created with at most the
+/// owner's bits, given the owner and group, then the exact mode, all before the first byte is
+/// written, so no one who could not read the original can read the copy at any moment. Set-id
+/// and sticky bits are not carried over.
+pub fn write_file_like(path: &Path, contents: &[u8], like: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = like.mode() & 0o777;
+    write_atomically(path, contents, mode & 0o700, |file| {
+        std::os::unix::fs::fchown(file, Some(like.uid()), Some(like.gid()))?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+    })
+}
+
+/// Writes `contents` to a temporary file next to `path`, created with `create_mode` and then
+/// handed to `prepare`, and renames it over `path`.
+fn write_atomically(
+    path: &Path,
+    contents: &[u8],
+    create_mode: u32,
+    prepare: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = dir.join(format!(
@@ -35,9 +60,10 @@ pub fn write_file(path: &Path, contents: &[u8], mode: Mode) -> Result<()> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(mode.bits())
+            .mode(create_mode)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
+        prepare(&file)?;
         file.write_all(contents)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
