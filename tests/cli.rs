@@ -1153,6 +1153,25 @@ fn adopting_a_symlinked_config_changes_its_target_and_keeps_the_link() {
     assert!(out.stdout.contains("nothing changed"), "{out}");
 }
 
+/// The store holds every user's OTP secret: handing it to `nobody` shares it with every
+/// other service running as `nobody`, and adopt says so.
+#[test]
+fn adopting_a_server_that_runs_as_nobody_recommends_a_user_of_its_own() {
+    let lab = Lab::empty();
+    let conf = lab.dir().join("server.conf");
+    std::fs::write(&conf, "port 1194\ndev tun\nuser nobody\ngroup nogroup\n").unwrap();
+    let args = ["server", "adopt", conf.to_str().unwrap(), "--verifier", "script", "--dry-run"];
+    let out = lab.run(&args).ok();
+    assert!(out.stdout.contains("give `nobody`"), "{out}");
+    let warning = out.stderr.lines().find(|l| l.contains("runs as `nobody`")).expect("a warning");
+    assert!(warning.starts_with("warning: "), "{out}");
+    assert!(warning.contains("user openvpn"), "{out}");
+
+    std::fs::write(&conf, "port 1194\ndev tun\nuser openvpn\n").unwrap();
+    let out = lab.run(&args).ok();
+    assert!(!out.stderr.contains("nobody"), "{out}");
+}
+
 /// Guards against a half-rewritten server: a second `server init` with another subnet used
 /// to keep server.conf but rewrite the NAT rules and server.toml, and exit 0.
 #[test]

@@ -241,6 +241,12 @@ pub fn adopt(ctx: &Context, args: &AdoptArgs) -> Result<i32> {
     let needs_store = !ctx.paths.store().exists();
     let needs_secret = !ctx.paths.auth_token_secret().exists();
     let run_as = run_as_user(&original);
+    // Also when only the `user` line changed since the last adopt.
+    let needs_owner = run_as.as_deref().is_some_and(|user| {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(&ctx.paths.data_dir).map(|m| m.uid()).ok();
+        owner.is_none() || owner != uid_of(user).ok()
+    });
 
     if path != &args.config {
         eprintln!(
@@ -252,10 +258,13 @@ pub fn adopt(ctx: &Context, args: &AdoptArgs) -> Result<i32> {
     for warning in warnings(&original) {
         eprintln!("warning: {warning}");
     }
+    if run_as.as_deref() == Some("nobody") {
+        eprintln!("warning: {}", nobody_warning(&ctx.paths.data_dir));
+    }
     if config.openvpn.bind_certificate {
         eprintln!("note: {BIND_CERTIFICATE_NOTE}");
     }
-    if changes.is_empty() && !needs_store && !needs_secret {
+    if changes.is_empty() && !needs_store && !needs_secret && !needs_owner {
         outln!("{}: already has MFA; nothing changed.", path.display())?;
         return Ok(0);
     }
@@ -268,7 +277,7 @@ pub fn adopt(ctx: &Context, args: &AdoptArgs) -> Result<i32> {
             ctx.paths.auth_token_secret().display()
         ));
     }
-    if let Some(user) = &run_as {
+    if let Some(user) = run_as.as_ref().filter(|_| needs_owner) {
         changes.push(format!(
             "give `{user}` (the server's `user`) ownership of {} so the verifier can write the store",
             ctx.paths.data_dir.display()
@@ -305,7 +314,7 @@ pub fn adopt(ctx: &Context, args: &AdoptArgs) -> Result<i32> {
         super::files::write_file_like(path, text.as_bytes(), &metadata)?;
         outln!("Backed up the original to {}", backup.display())?;
     }
-    if let Some(user) = &run_as {
+    if let Some(user) = run_as.as_ref().filter(|_| needs_owner) {
         give_to(user, &ctx.paths.data_dir)?;
     }
     outln!("Changed {}:", path.display())?;
@@ -314,6 +323,24 @@ pub fn adopt(ctx: &Context, args: &AdoptArgs) -> Result<i32> {
     }
     outln!("Restart the OpenVPN server to apply.")?;
     Ok(0)
+}
+
+/// Why a server running as `nobody` should get a user of its own.
+fn nobody_warning(data_dir: &Path) -> String {
+    format!(
+        "the server runs as `nobody`, so adopt gives {} (the store with every user's OTP \
+         secret) to `nobody`: any other service running as `nobody` can read the secrets. \
+         Create a dedicated user for OpenVPN (e.g. `useradd --system --no-create-home \
+         --shell /usr/sbin/nologin openvpn`), set `user openvpn` in the server config and \
+         run adopt again",
+        data_dir.display()
+    )
+}
+
+fn uid_of(user: &str) -> Result<u32> {
+    let output = std::process::Command::new("id").args(["-u", user]).output()?;
+    anyhow::ensure!(output.status.success(), "the server's `user {user}` does not exist here");
+    Ok(String::from_utf8_lossy(&output.stdout).trim().parse()?)
 }
 
 fn backup_path(path: &Path) -> PathBuf {
@@ -326,9 +353,7 @@ fn backup_path(path: &Path) -> PathBuf {
 /// Hands the data directory (store, tmp-dir) to the unprivileged user OpenVPN runs as, keeping
 /// the auth-token secret, which OpenVPN reads before dropping privileges, with root.
 fn give_to(user: &str, data_dir: &Path) -> Result<()> {
-    let output = std::process::Command::new("id").args(["-u", user]).output()?;
-    anyhow::ensure!(output.status.success(), "the server's `user {user}` does not exist here");
-    let uid: u32 = String::from_utf8_lossy(&output.stdout).trim().parse()?;
+    let uid = uid_of(user)?;
     let token = data_dir.join("auth-token.key");
     for entry in walk(data_dir)? {
         if entry == token {
