@@ -100,10 +100,18 @@ pub fn parse(bytes: &[u8]) -> Result<GaFile, GaError> {
         unknown_options: Vec::new(),
     };
     let mut hotp = false;
+    // The module reads each option with get_cfg_value, which finds its first line: later
+    // lines with the same name are never looked at, not even checked.
+    let mut seen: Vec<&str> = Vec::new();
 
     for (index, line) in lines.enumerate() {
         let number = index + 2;
         if let Some(option) = line.strip_prefix("\" ") {
+            let name = option.split_whitespace().next().unwrap_or("");
+            if seen.contains(&name) {
+                continue;
+            }
+            seen.push(name);
             hotp |= read_option(&mut file, option, number)?;
         } else if line.len() == SCRATCH_CODE_LEN && line.bytes().all(|b| b.is_ascii_digit()) {
             file.scratch_codes.push(Sensitive::new(line));
@@ -213,6 +221,20 @@ mod tests {
     fn unknown_options_are_kept_by_name_and_reported() {
         let file = parse(format!("{SECRET}\n\" SOMETHING_NEW 1 2\n").as_bytes()).unwrap();
         assert_eq!(file.unknown_options, ["SOMETHING_NEW"]);
+    }
+
+    #[test]
+    fn the_first_line_of_a_repeated_option_counts_as_in_the_module() {
+        let text = format!(
+            "{SECRET}\n\" STEP_SIZE 60\n\" WINDOW_SIZE 5\n\" STEP_SIZE 30\n\" WINDOW_SIZE 0\n\
+             \" DISALLOW_REUSE 1 2\n\" DISALLOW_REUSE 3\n\" TIME_SKEW -1\n\" TIME_SKEW x\n\
+             \" NEW 1\n\" NEW 2\n"
+        );
+        let file = parse(text.as_bytes()).unwrap();
+        assert_eq!((file.step_secs, file.window_size), (60, 5));
+        assert_eq!(file.used_steps, [1, 2]);
+        assert_eq!(file.time_skew, Some(-1));
+        assert_eq!(file.unknown_options, ["NEW"]);
     }
 
     #[test]
