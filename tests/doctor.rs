@@ -368,6 +368,31 @@ fn an_emptied_store_fails() {
 }
 
 #[test]
+fn a_store_missing_a_table_fails() {
+    let tree = Tree::clean();
+    let store = tree.path("/var/lib/ovpn-mfa/ovpn-mfa.sqlite");
+    rusqlite::Connection::open(&store).unwrap().execute_batch("DROP TABLE sessions").unwrap();
+    let detail = tree.doctor().fails_only("store-integrity");
+    assert!(detail.contains("table sessions"), "{detail}");
+}
+
+#[test]
+fn without_a_server_config_the_store_is_still_checked_whole() {
+    let tree = Tree::clean();
+    std::fs::remove_file(tree.path("/etc/openvpn/server/server.conf")).unwrap();
+    let doctor = tree.doctor();
+    assert_eq!(doctor.status("openvpn-config"), "fail", "{}", doctor.stdout);
+    assert_eq!(doctor.status("store-integrity"), "ok", "{}", doctor.stdout);
+
+    let store = tree.path("/var/lib/ovpn-mfa/ovpn-mfa.sqlite");
+    rusqlite::Connection::open(&store).unwrap().execute_batch("DROP TABLE sessions").unwrap();
+    let doctor = tree.doctor();
+    let finding = doctor.finding("store-integrity");
+    assert_eq!(finding["status"], "fail", "{}", doctor.stdout);
+    assert!(finding["detail"].as_str().unwrap().contains("table sessions"), "{finding:#}");
+}
+
+#[test]
 fn a_store_readable_by_its_group_is_a_warning() {
     let tree = Tree::clean();
     tree.chmod("/var/lib/ovpn-mfa/ovpn-mfa.sqlite", 0o640);

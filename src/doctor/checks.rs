@@ -423,7 +423,10 @@ pub fn store_integrity(sys: &System, mfa: &MfaPaths) -> Finding {
         );
     }
     match crate::store::Store::check_file(&store) {
-        Ok(()) => Finding::ok(CHECK, format!("{shown} passes SQLite's quick_check")),
+        Ok(()) => Finding::ok(
+            CHECK,
+            format!("{shown} passes SQLite's quick_check and has every table of its schema"),
+        ),
         Err(problem) => Finding::fail(
             CHECK,
             format!("{shown} is damaged: {problem}"),

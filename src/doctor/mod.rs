@@ -131,7 +131,9 @@ pub fn diagnose(ctx: &Context, args: &DoctorArgs) -> Vec<Finding> {
             "no server configuration in /etc/openvpn/server/ or /etc/openvpn/",
             "pass --openvpn-config FILE, or set a server up with `ovpn-mfa server init`",
         ));
-        findings.push(checks::store_mode(&sys, &default_mfa_paths(&sys, ctx)));
+        let mfa = default_mfa_paths(&sys, ctx);
+        findings.push(checks::store_mode(&sys, &mfa));
+        findings.push(checks::store_integrity(&sys, &mfa));
         return findings;
     }
 

@@ -67,6 +67,14 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// How long a call waits for another process's write lock before giving up.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What [`Store::survey`] found at a store's path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    Missing,
+    Empty,
+    Store,
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -135,28 +143,62 @@ impl Store {
         Ok(self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
     }
 
-    /// SQLite's own consistency check; `Ok(())` when it reports "ok".
-    /// Reads a store file and checks its structure (`PRAGMA quick_check`) and schema without
-    /// writing to it or migrating it: for `doctor`, which must change nothing.
+    /// Reads a store file and checks its structure (`PRAGMA quick_check`) and schema (every
+    /// table and trigger it should have) without writing to it or migrating it: for
+    /// `doctor`, which must change nothing.
     pub fn check_file(path: &Path) -> Result<(), String> {
+        match Self::survey(path)? {
+            Found::Store => Ok(()),
+            Found::Missing => Err("it does not exist".into()),
+            Found::Empty => {
+                Err("it holds no ovpn-mfa schema (empty, or another program's database)".into())
+            }
+        }
+    }
+
+    /// What is at `path`, read without writing to it: nothing, an empty file (or an SQLite
+    /// database with nothing in it), or a sound store. `Err` says what is wrong with a file
+    /// that is none of these: damaged, another program's database, or from a newer version.
+    pub fn survey(path: &Path) -> Result<Found, String> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Missing),
+            Err(e) => return Err(e.to_string()),
+            Ok(meta) if meta.len() == 0 => return Ok(Found::Empty),
+            Ok(_) => {}
+        }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| e.to_string())?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
         let version: i64 =
             conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
-        if version == 0 {
-            return Err("it holds no ovpn-mfa schema (empty, or another program's database)".into());
+        if version > schema::CURRENT {
+            return Err(StoreError::TooNew { found: version, known: schema::CURRENT }.to_string());
         }
         let mut stmt = conn.prepare("PRAGMA quick_check(5)").map_err(|e| e.to_string())?;
         let problems: Vec<String> = stmt
             .query_map([], |r| r.get(0))
             .and_then(|rows| rows.collect())
             .map_err(|e| e.to_string())?;
-        if problems == ["ok"] {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
+        if problems != ["ok"] {
+            return Err(problems.join("; "));
         }
+        let found = schema::objects(&conn).map_err(|e| e.to_string())?;
+        if version == 0 {
+            return match found.is_empty() {
+                true => Ok(Found::Empty),
+                false => Err("it is an SQLite database but not an ovpn-mfa store".into()),
+            };
+        }
+        let missing: Vec<String> = schema::expected_objects(version)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|object| !found.contains(object))
+            .map(|(kind, name)| format!("{kind} {name}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!("its schema lacks {}", missing.join(", ")));
+        }
+        Ok(Found::Store)
     }
 
     pub fn integrity_check(&self) -> Result<(), String> {
@@ -244,6 +286,26 @@ mod tests {
         let tables: i64 =
             other.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).unwrap();
         assert_eq!(tables, 1, "tables were added to another program's database");
+    }
+
+    #[test]
+    fn a_survey_finds_missing_empty_sound_and_incomplete_stores() {
+        let (dir, store) = temp_store();
+        let path = dir.path().join("test.sqlite");
+        assert_eq!(Store::survey(&path), Ok(Found::Store));
+        store.conn().execute_batch("DROP TABLE sessions; DROP TRIGGER audit_no_delete;").unwrap();
+        drop(store);
+        let err = Store::survey(&path).unwrap_err();
+        assert!(err.contains("table sessions") && err.contains("trigger audit_no_delete"), "{err}");
+        assert!(!err.contains("table users"), "{err}");
+
+        assert_eq!(Store::survey(&dir.path().join("none")), Ok(Found::Missing));
+        let empty = dir.path().join("empty.sqlite");
+        std::fs::write(&empty, b"").unwrap();
+        assert_eq!(Store::survey(&empty), Ok(Found::Empty));
+        let foreign = dir.path().join("other.sqlite");
+        Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE notes (x);").unwrap();
+        assert!(Store::survey(&foreign).unwrap_err().contains("not an ovpn-mfa store"));
     }
 
     #[test]

@@ -89,6 +89,28 @@ pub fn check_start(conn: &Connection, start: Start, path: &std::path::Path) -> R
     Ok(())
 }
 
+/// The tables and triggers a store at `version` has (the schema's steps up to it, run in
+/// memory), as (type, name).
+pub fn expected_objects(version: i64) -> Result<Vec<(String, String)>> {
+    let mut conn = Connection::open_in_memory()?;
+    for step in STEPS.iter().take(version.clamp(0, CURRENT) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.commit()?;
+    }
+    objects(&conn)
+}
+
+/// The tables and triggers in `conn`'s database, as (type, name).
+pub fn objects(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'trigger') \
+         AND name NOT LIKE 'sqlite_%' ORDER BY type, name",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > CURRENT {
