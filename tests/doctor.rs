@@ -10,7 +10,8 @@
 //! Contents:
 //! - a clean tree passes, and so does one made by `server init`; the text format
 //! - one test per misconfiguration: missing MFA lines, reneg-sec 0, renewal below twice the
-//!   hand-window, store mode 0644, auth-token secret 0644, expired CRL, store not owned by
+//!   hand-window, store mode 0644, auth-token secret 0644, expired CRL, CRL of
+//!   another CA, store missing a table, store not owned by
 //!   the `user` OpenVPN drops to
 //! - environment: an old OpenVPN fails, an unknown clock only warns
 
@@ -49,6 +50,17 @@ auth-gen-token-secret /var/lib/ovpn-mfa/auth-token.key
 
 struct Tree {
     dir: tempfile::TempDir,
+    /// The CA of the clean tree: its ca.crt, and the key that signs its CRL.
+    ca: Option<(rcgen::Certificate, KeyPair)>,
+}
+
+/// A CA certificate and its key, with the same (default) name each time.
+fn new_ca() -> (rcgen::Certificate, KeyPair) {
+    let key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    (ca.self_signed(&key).unwrap(), key)
 }
 
 struct Doctor {
@@ -90,7 +102,7 @@ impl Tree {
     /// A working setup: OpenVPN 2.6 with the MFA lines, a store and secrets at 0600, owned by
     /// the user OpenVPN drops to (here: whoever runs the test), a valid CRL, a synced clock.
     fn clean() -> Tree {
-        let tree = Tree { dir: tempfile::tempdir().unwrap() };
+        let tree = Tree { dir: tempfile::tempdir().unwrap(), ca: Some(new_ca()) };
         let uid = unsafe { libc::geteuid() };
         let gid = unsafe { libc::getegid() };
         tree.write(
@@ -114,6 +126,8 @@ impl Tree {
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
 
         tree.write("/etc/openvpn/server/server.key", "not really a key\n", 0o600);
+        let ca_pem = tree.ca.as_ref().unwrap().0.pem();
+        tree.write("/etc/openvpn/server/ca.crt", &ca_pem, 0o644);
         tree.write_crl(2100);
         tree.write("/etc/openvpn/server/server.conf", CLEAN_CONF, 0o644);
         tree
@@ -143,13 +157,13 @@ impl Tree {
         self.write("/usr/sbin/openvpn", &script, 0o755);
     }
 
-    /// A CRL from a fresh CA whose nextUpdate is at the start of `next_year`.
+    /// A CRL from the tree's CA whose nextUpdate is at the start of `next_year`.
     fn write_crl(&self, next_year: i32) {
-        let key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = ca.self_signed(&key).unwrap();
+        let (ca, key) = self.ca.as_ref().unwrap();
+        self.write_crl_signed_by(ca, key, next_year);
+    }
+
+    fn write_crl_signed_by(&self, ca: &rcgen::Certificate, key: &KeyPair, next_year: i32) {
         let crl = CertificateRevocationListParams {
             this_update: date_time_ymd(2020, 1, 1),
             next_update: date_time_ymd(next_year, 1, 1),
@@ -158,7 +172,7 @@ impl Tree {
             revoked_certs: Vec::new(),
             key_identifier_method: KeyIdMethod::Sha256,
         }
-        .signed_by(&ca, &key)
+        .signed_by(ca, key)
         .unwrap();
         self.write("/etc/openvpn/server/crl.pem", &crl.pem().unwrap(), 0o644);
     }
@@ -243,7 +257,7 @@ fn a_server_made_by_server_init_passes() {
     assert!(init.status.success(), "server init: {init:?}");
     // What the running system would have: OpenVPN, a synced clock, and the verifier binary
     // and plugin at the paths the configuration names.
-    let tree = Tree { dir };
+    let tree = Tree { dir, ca: None };
     tree.fake_openvpn("2.6.14");
     tree.write("/run/systemd/timesync/synchronized", "", 0o644);
     tree.write(BIN, "", 0o755);
@@ -358,16 +372,6 @@ fn a_damaged_store_fails_and_is_left_as_it_was() {
 }
 
 #[test]
-fn an_emptied_store_fails() {
-    let tree = Tree::clean();
-    let store = tree.path("/var/lib/ovpn-mfa/ovpn-mfa.sqlite");
-    std::fs::write(&store, b"").unwrap();
-    let detail = tree.doctor().fails_only("store-integrity");
-    assert!(detail.contains("no ovpn-mfa schema"), "{detail}");
-    assert_eq!(std::fs::metadata(&store).unwrap().len(), 0, "doctor wrote to the store");
-}
-
-#[test]
 fn a_store_missing_a_table_fails() {
     let tree = Tree::clean();
     let store = tree.path("/var/lib/ovpn-mfa/ovpn-mfa.sqlite");
@@ -393,6 +397,16 @@ fn without_a_server_config_the_store_is_still_checked_whole() {
 }
 
 #[test]
+fn an_emptied_store_fails() {
+    let tree = Tree::clean();
+    let store = tree.path("/var/lib/ovpn-mfa/ovpn-mfa.sqlite");
+    std::fs::write(&store, b"").unwrap();
+    let detail = tree.doctor().fails_only("store-integrity");
+    assert!(detail.contains("no ovpn-mfa schema"), "{detail}");
+    assert_eq!(std::fs::metadata(&store).unwrap().len(), 0, "doctor wrote to the store");
+}
+
+#[test]
 fn a_store_readable_by_its_group_is_a_warning() {
     let tree = Tree::clean();
     tree.chmod("/var/lib/ovpn-mfa/ovpn-mfa.sqlite", 0o640);
@@ -415,6 +429,33 @@ fn an_expired_crl_fails() {
     tree.write_crl(2021);
     let detail = tree.doctor().fails_only("crl");
     assert!(detail.contains("expired at 2021-01-01T00:00:00Z"), "{detail}");
+}
+
+#[test]
+fn a_crl_signed_by_another_ca_fails() {
+    let tree = Tree::clean();
+    // Same name as the server's CA, another key: only the signature tells them apart.
+    let (other, key) = new_ca();
+    tree.write_crl_signed_by(&other, &key, 2100);
+    let doctor = tree.doctor();
+    let detail = doctor.fails_only("crl");
+    assert!(detail.contains("not signed by the CA") && detail.contains("ca.crt"), "{detail}");
+    let fix = doctor.finding("crl")["fix"].as_str().unwrap();
+    assert!(fix.contains("CA"), "{fix}");
+}
+
+#[test]
+fn a_crl_whose_ca_cannot_be_read_is_a_warning() {
+    let tree = Tree::clean();
+    tree.edit_conf(|t| t.replace("ca ca.crt\n", "<ca>\nnot shown\n</ca>\n"));
+    let doctor = tree.doctor();
+    assert_eq!(doctor.status("crl"), "warn", "{}", doctor.stdout);
+    assert!(doctor.finding("crl")["detail"].as_str().unwrap().contains("inline"));
+    assert_eq!(doctor.code, Some(0), "{}", doctor.stdout);
+
+    let tree = Tree::clean();
+    std::fs::remove_file(tree.path("/etc/openvpn/server/ca.crt")).unwrap();
+    assert_eq!(tree.doctor().status("crl"), "warn");
 }
 
 #[test]

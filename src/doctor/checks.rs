@@ -713,6 +713,25 @@ pub fn crl(s: &Server<'_>) -> Finding {
             regenerate,
         );
     };
+    // A CRL from another CA is worse than an expired one: OpenVPN logs "unable to get
+    // certificate CRL" and lets revoked certificates in.
+    let signature = crl_signature(s, &openssl, &file, &shown);
+    if signature.status == super::Status::Fail {
+        return signature;
+    }
+    let expiry = crl_expiry(&shown, value, regenerate);
+    if expiry.status != super::Status::Ok {
+        return expiry;
+    }
+    if signature.status != super::Status::Ok {
+        return signature;
+    }
+    Finding::ok(CHECK, format!("{}, signed by {}", expiry.detail, signature.detail))
+}
+
+/// Whether the CRL's nextUpdate (as `openssl crl -nextupdate` gives it) is far enough off.
+fn crl_expiry(shown: &str, value: &str, regenerate: &str) -> Finding {
+    const CHECK: &str = "crl";
     if value == "NONE" {
         return Finding::ok(CHECK, format!("{shown} has no nextUpdate"));
     }
@@ -740,6 +759,62 @@ pub fn crl(s: &Server<'_>) -> Finding {
         );
     }
     Finding::ok(CHECK, format!("{shown} is valid until {when}"))
+}
+
+/// Whether the CRL is signed by the CA the server's `ca` names; when ok, the detail is that
+/// CA file as shown.
+fn crl_signature(s: &Server<'_>, openssl: &Path, crl: &Path, shown: &str) -> Finding {
+    const CHECK: &str = "crl";
+    let cannot = |why: String| {
+        Finding::warn(
+            CHECK,
+            format!("cannot verify the signature of {shown}: {why}"),
+            "check by hand that the CRL is signed by the CA that issued the client \
+             certificates: `openssl crl -in CRL -CAfile CA -noout` says \"verify OK\"",
+        )
+    };
+    let ca = match s.conf.last("ca").and_then(|d| d.arg(0)) {
+        Some(named) => s.resolve(named),
+        None if s.conf.inline_blocks.iter().any(|b| b == "ca") => {
+            return cannot("the CA is inline (<ca>) in the configuration".into())
+        }
+        None => return cannot("the configuration names no `ca`".into()),
+    };
+    let ca_shown = s.shown(&ca);
+    if !ca.is_file() {
+        return cannot(format!("the CA file {ca_shown} does not exist"));
+    }
+    let crl_arg = crl.to_string_lossy().into_owned();
+    let ca_arg = ca.to_string_lossy().into_owned();
+    let args = ["crl", "-noout", "-in", &crl_arg, "-CAfile", &ca_arg];
+    let Some(output) = system::run(openssl, &args, PROGRAM_LIMIT) else {
+        return cannot("openssl did not answer".into());
+    };
+    // OpenSSL 3 exits 0 after "verify failure" (a wrong signature), 1 when it finds no
+    // issuer: only "verify OK" is trusted.
+    let said = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() && said.lines().any(|l| l.trim() == "verify OK") {
+        return Finding::ok(CHECK, ca_shown);
+    }
+    if said.contains("Error loading file") {
+        return cannot(format!("openssl cannot read the CA file {ca_shown}"));
+    }
+    Finding::fail(
+        CHECK,
+        format!(
+            "{shown} is not signed by the CA in {ca_shown}: OpenVPN logs \"unable to get \
+             certificate CRL\" and does not check revocations"
+        ),
+        format!(
+            "sign the CRL with the key of the CA in {ca_shown} (the CA that issued the client \
+             certificates; with easy-rsa, `easyrsa gen-crl` in that CA's directory), or point \
+             crl-verify at that CA's CRL"
+        ),
+    )
 }
 
 /// OpenSSL's default time format, `Jan  2 03:04:05 2030 GMT`, as Unix seconds.

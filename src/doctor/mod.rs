@@ -28,9 +28,11 @@ Check the OpenVPN server and ovpn-mfa setup and say how to fix what is wrong.
 Checks: the clock is synchronised; OpenVPN is 2.6 or later; each server configuration runs \
 ovpn-mfa (`auth-user-pass-verify ... ovpn-mfa ... verify` or the plugin), has auth-gen-token \
 with external-auth and auth-gen-token-secret, no `reneg-sec 0`, and a token renewal of at \
-least twice hand-window; the store and the auth-token secret are mode 0600; the user OpenVPN \
+least twice hand-window; the store and the auth-token secret are mode 0600; the store \
+passes SQLite's quick_check and has every table of its schema; the user OpenVPN \
 drops to (`user`) can use the store, its directory and the configuration; tmp-dir works under \
-systemd's PrivateTmp; private keys are not readable by others; the CRL has not expired.
+systemd's PrivateTmp; private keys are not readable by others; the CRL has not expired and is signed by the CA the \
+configuration names (`ca`).
 
 The store and configuration checked are those of the verifier's `--dir` (or `setenv \
 OVPN_MFA_DIR`), else of --dir, else /etc/ovpn-mfa and /var/lib/ovpn-mfa. With --root, every \
