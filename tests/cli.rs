@@ -761,6 +761,46 @@ fn a_store_with_a_damaged_table_is_not_written_to_by_logins() {
     assert_eq!(std::fs::read(lab.store_file()).unwrap(), bytes, "check wrote to the store");
 }
 
+#[test]
+fn init_in_an_empty_store_file_says_it_starts_a_new_store() {
+    let lab = Lab::empty();
+    std::fs::write(lab.store_file(), b"").unwrap();
+    let out = lab.run(&["init"]).ok();
+    let said = format!("Started a new store in the empty file {}", lab.store_file().display());
+    assert!(out.stderr.contains(&said) && !out.stderr.contains("Kept the store"), "{out}");
+    lab.assert_store_intact(&[]);
+    assert!(lab.run(&["init"]).ok().stderr.contains("Kept the store"));
+}
+
+#[test]
+fn init_refuses_a_damaged_or_foreign_store_and_changes_nothing() {
+    let lab = Lab::new();
+    lab.add_user("alice");
+    let store = lab.store_file();
+    let good = std::fs::read(&store).unwrap();
+    assert!(good.len() >= 3 * 4096, "the store is smaller than expected: {}", good.len());
+    // The header page is intact; the pages after it are not.
+    let mut damaged = good.clone();
+    damaged[4096..3 * 4096].fill(0xA5);
+    std::fs::write(&store, &damaged).unwrap();
+    std::fs::remove_file(lab.config_file()).unwrap();
+    let before = snapshot(lab.dir());
+    let out = lab.run(&["init"]).fails_cleanly();
+    let line = out.error_line();
+    assert!(line.contains("cannot open the store"), "{out}");
+    assert!(line.contains("nothing was changed") && line.contains("backup"), "{out}");
+    assert_eq!(before, snapshot(lab.dir()), "init wrote something: {out}");
+
+    std::fs::remove_file(&store).unwrap();
+    let other = rusqlite::Connection::open(&store).unwrap();
+    other.execute_batch("CREATE TABLE notes (body TEXT)").unwrap();
+    drop(other);
+    let before = snapshot(lab.dir());
+    let out = lab.run(&["init"]).fails_cleanly();
+    assert!(out.error_line().contains("not an ovpn-mfa store"), "{out}");
+    assert_eq!(before, snapshot(lab.dir()), "init wrote something: {out}");
+}
+
 // Recovery codes and passwords.
 
 #[test]

@@ -369,6 +369,7 @@ fn a_damaged_store_fails_and_is_left_as_it_was() {
     let detail = tree.doctor().fails_only("store-integrity");
     assert!(detail.contains("damaged"), "{detail}");
     assert_eq!(std::fs::read(&store).unwrap(), bytes, "doctor wrote to the store");
+    assert!(!tree.path("/var/lib/ovpn-mfa/ovpn-mfa.sqlite-wal").exists(), "doctor left a -wal");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use crate::auth::{authenticate, AuthRequest, SessionState};
 use crate::cli::output::outln;
 use crate::config::Config;
 use crate::secret::Sensitive;
-use crate::store::{audit, AuditEntry, Store};
+use crate::store::{audit, AuditEntry, Found, Store};
 use anyhow::{Context as _, Result};
 use clap::Args;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -19,6 +19,16 @@ pub struct InitArgs {
 
 pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
     let paths = &ctx.paths;
+    // A store that is damaged or not ours is refused before anything is written: "Kept the
+    // store" would hide that every login is about to fail.
+    let store_path = paths.store();
+    let found = Store::survey(&store_path).map_err(|problem| {
+        anyhow::anyhow!(
+            "cannot open the store {}: {problem}; nothing was changed: restore it from a \
+             backup, or move it aside and run `ovpn-mfa init` again to start a new store",
+            store_path.display()
+        )
+    })?;
     // The data directory holds the secrets (0700). The configuration holds none and must stay
     // readable by the verifier after OpenVPN drops privileges, so its own directory is 0755.
     let config_dir = paths.config_file.parent().filter(|d| *d != paths.data_dir);
@@ -54,13 +64,17 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
         eprintln!("Wrote the configuration {}", paths.config_file.display());
     }
 
-    let existed = paths.store().exists();
-    let store = Store::create(&paths.store())?;
+    let store = Store::create(&store_path)?;
     let now = crate::unix_now();
-    if !existed {
+    if found != Found::Store {
         audit::append(store.conn(), &AuditEntry::admin(now, "init", None))?;
     }
-    eprintln!("{} the store {}", if existed { "Kept" } else { "Created" }, paths.store().display());
+    let shown = store_path.display();
+    match found {
+        Found::Missing => eprintln!("Created the store {shown}"),
+        Found::Empty => eprintln!("Started a new store in the empty file {shown}"),
+        Found::Store => eprintln!("Kept the store {shown}"),
+    }
     eprintln!("Next: `ovpn-mfa user add NAME` to enrol a user.");
     Ok(0)
 }

@@ -166,9 +166,7 @@ impl Store {
             Ok(meta) if meta.len() == 0 => return Ok(Found::Empty),
             Ok(_) => {}
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| e.to_string())?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let conn = open_to_read(path).map_err(|e| e.to_string())?;
         let version: i64 =
             conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
         if version > schema::CURRENT {
@@ -180,7 +178,8 @@ impl Store {
             .and_then(|rows| rows.collect())
             .map_err(|e| e.to_string())?;
         if problems != ["ok"] {
-            return Err(problems.join("; "));
+            // Its first row starts "*** in database main ***" and a line break.
+            return Err(problems.join("; ").replace('\n', " "));
         }
         let found = schema::objects(&conn).map_err(|e| e.to_string())?;
         if version == 0 {
@@ -212,6 +211,36 @@ impl Store {
             Err(result)
         }
     }
+}
+
+/// A read-only connection that leaves no trace. A store nobody has open has no -wal or -shm
+/// file, and even a read-only connection would create them (and leave the -wal behind when
+/// the file is damaged), so such a store is opened as immutable: no locks, no side files.
+fn open_to_read(path: &Path) -> rusqlite::Result<Connection> {
+    use std::os::unix::ffi::OsStrExt;
+    let side = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name).exists()
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = if side("-wal") || side("-shm") {
+        Connection::open_with_flags(path, flags)?
+    } else {
+        let mut uri = String::from("file:");
+        for &b in path.as_os_str().as_bytes() {
+            match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'.' | b'_' | b'~' => {
+                    uri.push(b as char)
+                }
+                _ => uri.push_str(&format!("%{b:02X}")),
+            }
+        }
+        uri.push_str("?immutable=1");
+        Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)?
+    };
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
 }
 
 #[cfg(test)]
@@ -298,6 +327,16 @@ mod tests {
         let err = Store::survey(&path).unwrap_err();
         assert!(err.contains("table sessions") && err.contains("trigger audit_no_delete"), "{err}");
         assert!(!err.contains("table users"), "{err}");
+
+        // An odd name survives the URI the store is opened through, and nothing is left
+        // beside it.
+        let odd = dir.path().join("a ?b#%20.sqlite");
+        std::fs::copy(&path, &odd).unwrap();
+        assert!(Store::survey(&odd).unwrap_err().contains("table sessions"));
+        let mut names: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["a ?b#%20.sqlite", "test.sqlite"]);
 
         assert_eq!(Store::survey(&dir.path().join("none")), Ok(Found::Missing));
         let empty = dir.path().join("empty.sqlite");
