@@ -1244,3 +1244,41 @@ fn a_second_server_init_with_other_network_options_is_refused_and_changes_nothin
     assert!(nat.contains("ip saddr 10.9.0.0/24") && !nat.contains("10.8.0.0"), "{nat}");
     assert!(server_init(&lab, &["--subnet", "10.9.0.0/24"]).ok().stdout.contains("Nothing to do"));
 }
+
+/// The verifier is part of the setup too: a re-run that asks for the other one, or for the
+/// plugin at another path, must not say "Nothing to do" and keep the old one.
+#[test]
+fn a_second_server_init_with_another_verifier_is_refused_and_changes_nothing() {
+    let lab = Lab::new();
+    server_init(&lab, &[]).ok();
+    let before = snapshot(lab.dir());
+
+    let out = server_init(&lab, &["--verifier", "script"]).fails_cleanly();
+    let line = out.error_line();
+    assert!(line.contains("nothing was changed"), "{out}");
+    assert!(line.contains("--verifier: the existing setup has plugin"), "{out}");
+    assert!(line.contains("this run asks for script") && line.contains("--force"), "{out}");
+    assert_eq!(before, snapshot(lab.dir()), "{out}");
+
+    let other = lab.dir().join("other-plugin.so");
+    std::fs::write(&other, "").unwrap();
+    let root = lab.dir().join("root");
+    let args = ["server", "init", "--endpoint", "vpn.example.com", "--no-system", "--yes"];
+    let mut args = args.to_vec();
+    args.extend(["--root", root.to_str().unwrap(), "--plugin-path", other.to_str().unwrap()]);
+    let out = lab.run(&args).fails_cleanly();
+    let said = format!("this run asks for {}", other.display());
+    assert!(out.error_line().contains("--plugin-path: the existing setup has"), "{out}");
+    assert!(out.error_line().contains(&said), "{out}");
+    std::fs::remove_file(&other).unwrap();
+    assert_eq!(before, snapshot(lab.dir()), "{out}");
+
+    // --force switches to the script; then the script is what a re-run must ask for.
+    server_init(&lab, &["--verifier", "script", "--force"]).ok();
+    let conf = std::fs::read_to_string(root.join("etc/openvpn/server/server.conf")).unwrap();
+    assert!(conf.contains("\nauth-user-pass-verify ") && !conf.contains("\nplugin "), "{conf}");
+    let out = server_init(&lab, &["--verifier", "script"]).ok();
+    assert!(out.stdout.contains("Nothing to do"), "{out}");
+    let out = server_init(&lab, &[]).fails_cleanly();
+    assert!(out.error_line().contains("--verifier: the existing setup has script"), "{out}");
+}

@@ -301,6 +301,11 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
     // The MFA lines come from the same code as `openvpn server-config`.
     let config = Config::load(&ctx.paths.config_file).unwrap_or_default();
     let verifier = args.verifier.resolve()?;
+    // As the plugin line names it: mfa_lines makes the path absolute too.
+    let plugin = crate::openvpn::snippets::plugin_path(&verifier)
+        .map(std::path::absolute)
+        .transpose()
+        .context("cannot resolve the plugin path")?;
     let mfa_lines = crate::openvpn::snippets::mfa_lines(ctx, &config, &verifier)?;
     let status = under(root, &format!("/var/log/openvpn/{}-status.log", args.name));
     let conf = server_conf(args, port, &subnet, &pki_dir, &state, &mfa_lines, &status);
@@ -373,7 +378,7 @@ pub fn init(ctx: &Context, args: &InitArgs) -> Result<i32> {
     // An earlier run with other parameters: rewriting some files for the new ones and
     // keeping others would leave a server whose NAT, config and profiles disagree.
     if !args.force {
-        let asked = Written::asked(args, &subnet, &state);
+        let asked = Written::asked(args, &subnet, &state, plugin.as_deref());
         let ours = |text: &&str| text.starts_with(CONF_HEADER);
         let mut before =
             existing_conf.as_deref().filter(ours).map(Written::from_conf).unwrap_or_default();
@@ -524,7 +529,12 @@ impl Written {
         self.values.iter().find(|(f, _)| *f == flag).map(|(_, v)| v.as_str())
     }
 
-    fn asked(args: &InitArgs, subnet: &Subnet, state: &ServerState) -> Written {
+    fn asked(
+        args: &InitArgs,
+        subnet: &Subnet,
+        state: &ServerState,
+        plugin: Option<&Path>,
+    ) -> Written {
         let mut w = Written::default();
         w.set("--name", args.name.clone());
         w.set("--endpoint", format!("{}:{}", state.endpoint, state.port));
@@ -533,15 +543,31 @@ impl Written {
         w.set("--ipv6", if args.ipv6 { "on" } else { "off" }.into());
         w.set("--dns", args.dns.join(","));
         w.set("--root", state.config_file.display().to_string());
+        match plugin {
+            Some(path) => {
+                w.set("--verifier", "plugin".into());
+                w.set("--plugin-path", path.display().to_string());
+            }
+            None => w.set("--verifier", "script".into()),
+        }
         w
     }
 
-    /// What `server_conf` wrote: port, proto, server, server-ipv6 and the pushed DNS.
+    /// What `server_conf` wrote: port, proto, server, server-ipv6, the pushed DNS and the
+    /// verifier (the `verify` script, or the plugin and its path).
     fn from_conf(text: &str) -> Written {
         let mut w = Written::default();
         let mut dns = Vec::new();
         let mut port = None;
+        let mut script = false;
+        let mut plugin = None;
         for line in text.lines() {
+            let words = crate::doctor::ovpn_conf::split_words(line);
+            match words.first().map(String::as_str) {
+                Some("auth-user-pass-verify") => script = true,
+                Some("plugin") if plugin.is_none() => plugin = words.get(1).cloned(),
+                _ => {}
+            }
             match line.split_whitespace().collect::<Vec<_>>().as_slice() {
                 ["port", p] => port = Some(p.to_string()),
                 ["proto", p] => w.set("--proto", p.trim_end_matches("-server").to_owned()),
@@ -561,6 +587,12 @@ impl Written {
         }
         if let Some(port) = port {
             w.set("--port", port);
+        }
+        if script {
+            w.set("--verifier", "script".into());
+        } else if let Some(path) = plugin {
+            w.set("--verifier", "plugin".into());
+            w.set("--plugin-path", path);
         }
         w
     }
@@ -583,6 +615,7 @@ impl Written {
             // Said already, by the difference that implies this one.
             if (*flag == "--root" && differs("--name"))
                 || (*flag == "--port" && differs("--endpoint"))
+                || (*flag == "--plugin-path" && differs("--verifier"))
             {
                 continue;
             }
