@@ -36,10 +36,12 @@ pub fn busy_processes(own_dir: Option<&std::path::Path>) -> Vec<String> {
             comm,
             "cargo" | "rustc" | "cc1" | "cc1plus" | "ld" | "rust-lld" | "clippy-driver"
         ) || comm.starts_with("cargo-");
+        // An empty cmdline is a process on its way out (its memory is already gone): the
+        // bench's own auth-pam helper, killed with its server a moment ago.
         let foreign_openvpn = comm == "openvpn" && {
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline);
-            own.as_deref().is_none_or(|own| !cmdline.contains(own))
+            !cmdline.is_empty() && own.as_deref().is_none_or(|own| !cmdline.contains(own))
         };
         if build || foreign_openvpn {
             found.push(format!("{comm}({})", name.to_string_lossy()));
