@@ -11,7 +11,7 @@ thread_local! {
     /// argon2's working memory (19 MiB at the default cost), kept by each thread and reused.
     /// A fresh buffer per check lands in whichever malloc arena is free as threads contend,
     /// and each arena keeps what it got: the plugin's four workers grew OpenVPN's RSS to
-    /// 200-800 MiB in a storm of password logins (BENCHMARKS.md).
+    /// 181-785 MiB in a storm of password logins (BENCHMARKS.md).
     static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
